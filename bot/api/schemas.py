@@ -1,0 +1,75 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class MessageIn(BaseModel):
+    """A message from a customer or an agent."""
+
+    text: str = Field(description="What the user typed or said (1 to 2,000 characters).")
+    channel: str = Field(
+        default="api",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z_]+$",
+        description="Where it came from: api, console, telegram, sms, whatsapp, voice.",
+    )
+
+
+class Button(BaseModel):
+    """A quick reply the user can tap."""
+
+    title: str
+    payload: str
+
+
+class ReplyOut(BaseModel):
+    """One message of the assistant."""
+
+    text: str
+    buttons: list[Button] = Field(default_factory=list)
+
+
+class IntentOut(BaseModel):
+    """The intent Rasa recognised."""
+
+    name: str | None
+    confidence: float
+
+
+class MessageOut(BaseModel):
+    """The assistant's answer to one message."""
+
+    conversation_id: str
+    replies: list[ReplyOut]
+    language: Literal["nl", "en"]
+    intent: IntentOut
+    entities: list[dict[str, Any]]
+    outage: dict[str, Any] | None = Field(
+        description="The outage found for the customer's postcode and service in this turn."
+    )
+    promise: dict[str, Any] | None = Field(
+        default=None, description="The promised repair time (filled by the promise engine)."
+    )
+    suggestions: list[dict[str, Any]] = Field(
+        default_factory=list, description="Next-best answers from the knowledge base."
+    )
+
+
+class ErrorOut(BaseModel):
+    """Why a request failed, in words for the user."""
+
+    detail: str
+    language: Literal["nl", "en"] | None = None
+
+
+class HealthOut(BaseModel):
+    """Health of the service and what it depends on."""
+
+    status: Literal["ok", "degraded"]
+    database: dict[str, Any]
+    rasa: dict[str, Any]

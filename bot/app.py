@@ -1,0 +1,84 @@
+"""The Belofte service: HTTP API, console and Rasa action server in one ASGI application.
+
+Run it with ``belofte serve`` (or ``belofte run`` to start Rasa with it). ``create_app`` takes its
+collaborators as arguments so tests can hand it a dialogue engine of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.requests import Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from rasa_sdk.executor import ActionExecutor
+
+from actions import ActionContext, build_actions
+from bot import __version__
+from bot.actions_server import build_router
+from bot.api import conversations, health
+from bot.console import routes as console_routes
+from bot.conversation.service import ConversationService
+from bot.language import LanguageIdentifier
+from bot.rasa_client import DialogueEngine, RasaClient
+from bot.settings import PROJECT_ROOT, Settings, get_settings
+from bot.storage.db import SessionFactory, get_sessionmaker
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    dialogue: DialogueEngine | None = None,
+    sessions: SessionFactory | None = None,
+) -> FastAPI:
+    """The ASGI app. Defaults: the configured database and the Rasa server of ``settings``."""
+    settings = settings or get_settings()
+    sessions = sessions or get_sessionmaker(settings)
+    identifier = LanguageIdentifier.from_nlu_data(
+        PROJECT_ROOT / "data" / "nlu", settings.language_min_confidence
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = dialogue is None
+        engine: DialogueEngine = dialogue or RasaClient(settings)
+        app.state.dialogue = engine
+        app.state.conversations = ConversationService(settings, sessions, engine, identifier)
+        yield
+        if owned and isinstance(engine, RasaClient):
+            await engine.aclose()
+
+    app = FastAPI(
+        title="Belofte",
+        version=__version__,
+        description="Grounded answers and calibrated outage promises for contact centers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+
+    executor = ActionExecutor()
+    for action in build_actions(ActionContext(settings=settings, sessions=sessions)):
+        executor.register_action(action)
+    app.include_router(build_router(executor))
+    app.include_router(conversations.router)
+    app.include_router(health.router)
+    app.include_router(console_routes.router)
+    app.mount("/static", StaticFiles(directory=console_routes.STATIC_DIR), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable sentence per problem instead of pydantic's nested structure.
+        reasons = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": "; ".join(reasons)})
+
+    @app.get("/", include_in_schema=False)
+    async def _root() -> RedirectResponse:
+        return RedirectResponse("/console")
+
+    return app

@@ -1,0 +1,1 @@
+"""The web console for agents (a first page: chat with the assistant)."""

@@ -1,0 +1,1 @@
+"""What the frontline observes, sent to the CX team."""

@@ -1,0 +1,200 @@
+"""``belofte run``: prepare everything, start Rasa and the Belofte service, stop both on Ctrl-C.
+
+Each step announces itself, so a first run that installs and trains for minutes never looks hung.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from bot.rasa_project import RasaProject, rasa_environment
+from bot.settings import PROJECT_ROOT, Settings
+
+
+def say(message: str) -> None:
+    """One progress line, flushed at once."""
+    print(f"==> {message}", flush=True)
+
+
+def prepare_database(settings: Settings, *, seed_demo_data: bool = True) -> None:
+    """Migrate the database and, on first start, load the demo provider."""
+    from bot.demo.seed import is_seeded, seed_demo
+    from bot.storage.db import get_sessionmaker, session_scope
+    from bot.storage.migrate import upgrade_database
+
+    say(f"Migrating the database ({settings.sqlalchemy_url.split('@')[-1]})")
+    upgrade_database(settings.sqlalchemy_url)
+    if not seed_demo_data:
+        return
+    with session_scope(get_sessionmaker(settings)) as session:
+        if is_seeded(session):
+            return
+        say("Loading the demo data (two years of outage history, a few active outages)")
+        report = seed_demo(session, now=datetime.now(UTC))
+    say(f"Demo data loaded: {report.outages} outages, {len(report.active)} active")
+
+
+@dataclass
+class Supervisor:
+    """Starts child processes, waits for them to be healthy, and stops them together."""
+
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Set by the signal handler: Ctrl-C or SIGTERM arrived.
+    stop_requested: bool = False
+
+    def start(
+        self, name: str, command: list[str], *, log: Path | None = None, **kwargs: object
+    ) -> None:
+        """Start ``command``; its output goes to ``log`` when given, else to this terminal."""
+        output = None
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            output = log.open("ab")
+        self.processes[name] = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            **kwargs,  # type: ignore[call-overload]
+        )
+
+    def failed(self) -> str | None:
+        """The name of a child that has exited, if any."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                return name
+        return None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every child, then SIGKILL those still alive after ``timeout`` seconds."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                process.wait(remaining)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    supervisor: Supervisor,
+    waiting_for: str,
+    interval: float = 1.0,
+) -> None:
+    """Poll ``check`` until true, reporting every 15 s; fail if a child dies or time runs out."""
+    start = time.monotonic()
+    last_report = start
+    while not check():
+        if supervisor.stop_requested:
+            raise InterruptedError("stopped by the user")
+        if (dead := supervisor.failed()) is not None:
+            raise RuntimeError(f"{dead} exited while waiting for {waiting_for}")
+        now = time.monotonic()
+        if now - start > timeout:
+            raise TimeoutError(f"{waiting_for} did not become ready within {timeout:.0f} s")
+        if now - last_report >= 15:
+            say(f"Still waiting for {waiting_for} ({now - start:.0f} s)")
+            last_report = now
+        time.sleep(interval)
+
+
+def _http_ok(url: str, params: dict[str, str] | None = None) -> bool:
+    try:
+        return httpx.get(url, params=params, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run(settings: Settings, *, train: bool = True) -> int:
+    """Prepare, start both servers, block until Ctrl-C or a crash; returns the exit code."""
+    home = settings.resolved_home
+    home.mkdir(parents=True, exist_ok=True)
+    project = RasaProject(settings)
+    project.check_executable()
+    prepare_database(settings)
+
+    if train and project.needs_training():
+        say("Training the Rasa model (data or config changed; a few minutes on a laptop)")
+        project.train()
+    elif not project.model_path.exists():
+        raise FileNotFoundError(f"No trained model at {project.model_path}: run `belofte train`")
+    else:
+        say("Rasa model is up to date")
+
+    supervisor = Supervisor()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        supervisor.stop_requested = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+    rasa_log = home / "logs" / "rasa.log"
+    try:
+        say(f"Starting the Belofte service on http://{settings.host}:{settings.port}")
+        supervisor.start(
+            "belofte",
+            [
+                sys.executable, "-m", "uvicorn", "bot.app:create_app", "--factory",
+                "--host", settings.host, "--port", str(settings.port),
+            ],
+            cwd=PROJECT_ROOT,
+        )  # fmt: skip
+        say(f"Starting Rasa on http://{settings.rasa_host}:{settings.rasa_port} (log: {rasa_log})")
+        endpoints = project.write_endpoints()
+        supervisor.start(
+            "rasa",
+            project.server_command(endpoints),
+            log=rasa_log,
+            cwd=PROJECT_ROOT,
+            env=rasa_environment(),
+        )
+        token = settings.rasa_api_token()
+        wait_until(
+            lambda: _http_ok(f"{settings.rasa_url}/status", {"token": token}),
+            timeout=settings.rasa_startup_timeout_seconds,
+            supervisor=supervisor,
+            waiting_for="Rasa to load its model (TensorFlow takes about a minute)",
+        )
+        base = f"http://{settings.host}:{settings.port}"
+        wait_until(
+            lambda: _http_ok(f"{base}/health"),
+            timeout=60,
+            supervisor=supervisor,
+            waiting_for="the Belofte service to report healthy",
+        )
+        say("Belofte is running. Press Ctrl-C to stop.")
+        print(f"    Console:  {base}/console", flush=True)
+        print(f"    API docs: {base}/docs", flush=True)
+        print(f"    Health:   {base}/health", flush=True)
+        print(f"    Rasa:     {settings.rasa_url} (loopback, token in {home / 'rasa-token'})")
+        while not supervisor.stop_requested:
+            if (dead := supervisor.failed()) is not None:
+                say(f"{dead} stopped unexpectedly; stopping the rest (Rasa log: {rasa_log})")
+                return 1
+            time.sleep(0.5)
+        return 0
+    except InterruptedError:
+        return 130
+    except (RuntimeError, TimeoutError) as exc:
+        say(f"Could not start: {exc}. See {rasa_log}")
+        return 1
+    finally:
+        say("Stopping")
+        supervisor.stop()

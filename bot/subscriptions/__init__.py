@@ -1,0 +1,1 @@
+"""Customers asking to be told when an outage is fixed."""

@@ -1,0 +1,243 @@
+"""The HTTP API against a simulated Rasa HTTP interface (the integration test uses a real one)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from bot.app import create_app
+from bot.rasa_client import RasaClient
+from bot.settings import Settings
+from bot.storage.db import make_sessionmaker
+from bot.storage.models import Conversation, Message
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeRasaServer:
+    """Answers Rasa's HTTP API the way Rasa 3.6 does, and records what it was sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.slots: dict[str, Any] = {"language": "nl"}
+        self.reply: list[dict[str, Any]] = [{"recipient_id": "x", "text": "Hoi!"}]
+        self.turn_events: list[dict[str, Any]] = []
+        self.intent = {"name": "greet", "confidence": 0.97}
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.params.get("token") != "test-token":
+            return httpx.Response(401, json={"message": "unauthorized"})
+        path = request.url.path
+        if path.endswith("/tracker/events"):
+            for event in json.loads(request.content):
+                self.slots[event["name"]] = event["value"]
+            return httpx.Response(200, json={})
+        if path == "/webhooks/rest/webhook":
+            return httpx.Response(200, json=self.reply)
+        if path.endswith("/tracker"):
+            events = [{"event": "user", "text": "..."}, *self.turn_events]
+            latest = {"intent": self.intent, "entities": [], "text": "..."}
+            body = {"slots": self.slots, "latest_message": latest, "events": events}
+            return httpx.Response(200, json=body)
+        if path == "/status":
+            return httpx.Response(200, json={"model_file": "belofte.tar.gz", "model_id": "abc"})
+        return httpx.Response(404)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, rasa_token="test-token", rasa_port=_free_port())
+
+
+@pytest.fixture
+def rasa() -> FakeRasaServer:
+    return FakeRasaServer()
+
+
+@pytest.fixture
+def client(settings: Settings, db_engine: Engine, rasa: FakeRasaServer) -> Iterator[TestClient]:
+    engine = RasaClient(settings, transport=httpx.MockTransport(rasa.handler))
+    app = create_app(settings, dialogue=engine, sessions=make_sessionmaker(db_engine))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _messages(db_engine: Engine, conversation_id: str) -> list[Message]:
+    with make_sessionmaker(db_engine)() as session:
+        return list(
+            session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.id)
+            )
+        )
+
+
+def test_a_turn_returns_replies_understanding_and_stores_both_sides(
+    client: TestClient, rasa: FakeRasaServer, db_engine: Engine, session: Any
+) -> None:
+    rasa.reply = [
+        {
+            "recipient_id": "c1",
+            "text": "Wil je bericht als het is opgelost?",
+            "buttons": [{"title": "Ja", "payload": "/affirm"}],
+        }
+    ]
+    outage = {"reference": "STO-1", "service": "internet", "customers_affected": 1840}
+    rasa.turn_events = [{"event": "slot", "name": "outage", "value": outage}]
+    rasa.intent = {"name": "outage_status", "confidence": 0.91}
+
+    response = client.post(
+        "/api/v1/conversations/c1/messages",
+        json={"text": "is er een storing in 3511 AB?", "channel": "api"},
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["replies"] == [
+        {
+            "text": "Wil je bericht als het is opgelost?",
+            "buttons": [{"title": "Ja", "payload": "/affirm"}],
+        }
+    ]
+    assert body["intent"] == {"name": "outage_status", "confidence": 0.91}
+    assert body["language"] == "nl"
+    assert body["outage"] == outage
+    assert body["promise"] is None and body["suggestions"] == []
+    stored = _messages(db_engine, "c1")
+    assert [(m.direction, m.text) for m in stored] == [
+        ("in", "is er een storing in 3511 AB?"),
+        ("out", "Wil je bericht als het is opgelost?"),
+    ]
+    assert stored[0].intent == "outage_status"
+
+
+def test_the_language_slot_follows_the_users_language(
+    client: TestClient, rasa: FakeRasaServer, session: Any
+) -> None:
+    english = client.post(
+        "/api/v1/conversations/c2/messages", json={"text": "when will my internet work again"}
+    )
+    assert english.json()["language"] == "en"
+    assert rasa.slots["language"] == "en"
+    # A bare postcode carries no language: the conversation stays English.
+    postcode = client.post("/api/v1/conversations/c2/messages", json={"text": "1012 AB"})
+    assert postcode.json()["language"] == "en"
+    dutch = client.post(
+        "/api/v1/conversations/c2/messages", json={"text": "wanneer doet mijn internet het weer"}
+    )
+    assert dutch.json()["language"] == "nl"
+    assert rasa.slots["language"] == "nl"
+
+
+def test_outage_is_only_reported_in_the_turn_that_found_it(
+    client: TestClient, rasa: FakeRasaServer, session: Any
+) -> None:
+    rasa.slots["outage"] = {"reference": "STO-1"}  # set in an earlier turn
+    rasa.turn_events = []
+    response = client.post("/api/v1/conversations/c3/messages", json={"text": "bedankt"})
+    assert response.json()["outage"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "leeg"), ("   \n ", "leeg"), ("x" * 2001, "2000")],
+)
+def test_empty_or_oversized_messages_get_422_with_a_reason(
+    client: TestClient,
+    rasa: FakeRasaServer,
+    db_engine: Engine,
+    text: str,
+    reason: str,
+    session: Any,
+) -> None:
+    response = client.post("/api/v1/conversations/c4/messages", json={"text": text})
+    assert response.status_code == 422
+    assert reason in response.json()["detail"]
+    assert not rasa.requests
+    assert _messages(db_engine, "c4") == []
+
+
+def test_a_message_of_exactly_the_limit_is_accepted(client: TestClient, session: Any) -> None:
+    response = client.post("/api/v1/conversations/c5/messages", json={"text": "a" * 2000})
+    assert response.status_code == 200
+
+
+def test_a_malformed_body_gets_422_naming_the_field(client: TestClient) -> None:
+    response = client.post("/api/v1/conversations/c6/messages", json={"channel": "api"})
+    assert response.status_code == 422
+    assert "text" in response.json()["detail"]
+
+
+def test_rasa_down_gives_503_and_keeps_the_users_message(
+    settings: Settings, db_engine: Engine, session: Any
+) -> None:
+    # A real client against a port nobody listens on.
+    app = create_app(settings, sessions=make_sessionmaker(db_engine))
+    with TestClient(app) as test_client:
+        response = test_client.post(
+            "/api/v1/conversations/c7/messages",
+            json={"text": "is there an outage in 1012 AB", "channel": "api"},
+        )
+        health = test_client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["language"] == "en"
+    assert "saved" in body["detail"]
+    assert "Traceback" not in response.text
+    stored = _messages(db_engine, "c7")
+    assert [m.text for m in stored] == ["is there an outage in 1012 AB"]
+    assert stored[0].payload is not None and stored[0].payload["status"] == "unanswered"
+    assert health.status_code == 503
+    assert health.json()["database"]["ok"] is True
+    assert health.json()["rasa"]["ok"] is False
+
+
+def test_unknown_conversation_ids_start_a_new_conversation(
+    client: TestClient, db_engine: Engine, session: Any
+) -> None:
+    response = client.post(
+        "/api/v1/conversations/brand-new-42/messages", json={"text": "hoi", "channel": "console"}
+    )
+    assert response.status_code == 200
+    with make_sessionmaker(db_engine)() as db:
+        conversation = db.get(Conversation, "brand-new-42")
+        assert conversation is not None and conversation.channel == "console"
+
+
+def test_health_reports_database_and_loaded_model(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["rasa"]["model_file"] == "belofte.tar.gz"
+    assert body["database"]["ok"] is True
+
+
+def test_rasa_calls_carry_the_token(client: TestClient, rasa: FakeRasaServer, session: Any) -> None:
+    client.post("/api/v1/conversations/c8/messages", json={"text": "hoi"})
+    assert rasa.requests
+    assert all(r.url.params.get("token") == "test-token" for r in rasa.requests)
+
+
+def test_console_page_and_openapi_docs_are_served(client: TestClient) -> None:
+    console = client.get("/console")
+    assert console.status_code == 200
+    assert "/static/console.js" in console.text
+    assert client.get("/static/console.js").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/api/v1/conversations/{conversation_id}/messages" in schema["paths"]
+    assert client.get("/docs").status_code == 200
