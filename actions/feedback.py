@@ -9,6 +9,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.context import ActionContext, tracker_channel, tracker_language
 from bot.feedback.service import record_feedback
+from bot.storage.models import Conversation
 
 
 class ActionRecordFeedback(Action):
@@ -26,6 +27,9 @@ class ActionRecordFeedback(Action):
         text = str(tracker.get_slot("feedback_text") or "").strip()
         if text:
             with self._context.sessions() as session, session.begin():
+                # Keep the feedback even when Rasa is driven without the service (no stored
+                # conversation to link it to).
+                known = session.get(Conversation, tracker.sender_id) is not None
                 record_feedback(
                     session,
                     text=text,
@@ -33,7 +37,7 @@ class ActionRecordFeedback(Action):
                     source="customer",
                     language=tracker_language(tracker),
                     now=self._context.clock(),
-                    conversation_id=tracker.sender_id,
+                    conversation_id=tracker.sender_id if known else None,
                 )
         dispatcher.utter_message(response="utter_feedback_thanks")
         return [SlotSet("feedback_text", None)]

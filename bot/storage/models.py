@@ -1,0 +1,344 @@
+"""The database schema of Belofte as SQLAlchemy 2 typed ORM models.
+
+Every timestamp is a :class:`~bot.storage.types.UTCDateTime`: timezone-aware UTC on both SQLite
+and PostgreSQL. Enumerations are plain strings (with CHECK constraints where the set is closed
+for good, like message direction) so that adding a channel or a cause never needs a migration.
+The schema itself is created by the Alembic migrations in ``bot/migrations``; a test checks that
+the migrated schema matches these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+
+from bot.storage.types import UTCDateTime, utcnow
+
+#: Deterministic constraint names, identical on SQLite and PostgreSQL, so later migrations can
+#: drop or alter constraints by name.
+NAMING_CONVENTION: Final[dict[str, str]] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Channels a customer can reach us on (not enforced by the database: new channels need no
+#: migration).
+CHANNELS: Final = ("telegram", "sms", "whatsapp", "voice", "web", "console", "api")
+#: Canonical services; :func:`bot.outages.postcodes.normalise_service` maps synonyms onto these.
+SERVICES: Final = ("internet", "tv", "landline", "mobile", "electricity", "gas")
+#: Outage causes used by the demo data and the promise engine (open-ended).
+CAUSES: Final = (
+    "fiber_cut",
+    "cable_damage",
+    "power_failure",
+    "equipment_failure",
+    "software",
+    "maintenance",
+    "weather",
+    "overload",
+    "gas_leak",
+)
+#: Lifecycle of a promise ("fixed before 14:30").
+PROMISE_STATUSES: Final = ("suggested", "approved", "overridden", "kept", "broken")
+LANGUAGES: Final = ("nl", "en")
+COUNTRIES: Final = ("NL", "BE")
+
+_LANGUAGE_CHECK = "language IN ('nl', 'en')"
+_COUNTRY_CHECK = "country IN ('NL', 'BE')"
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its ``metadata`` is what Alembic compares the migrations against."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Customer(Base):
+    """A person we talk to, possibly known on several channels."""
+
+    __tablename__ = "customers"
+    __table_args__ = (CheckConstraint(_LANGUAGE_CHECK, name="language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    identities: Mapped[list[ChannelIdentity]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ChannelIdentity(Base):
+    """How a customer is addressed on one channel: a Telegram chat id, a phone number, ..."""
+
+    __tablename__ = "channel_identities"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="identities")
+
+
+class Conversation(Base):
+    """One conversation, keyed by the channel's own conversation id (Rasa's sender id)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (CheckConstraint(_LANGUAGE_CHECK, name="language"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Message.id",
+    )
+
+
+class Message(Base):
+    """One message in or out.
+
+    Incoming messages are stored before Rasa is called, so nothing a customer sends is lost even
+    when the NLU is down; ``intent``/``intent_confidence`` are filled in afterwards.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+        Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(3))
+    text: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(16))
+    intent: Mapped[str | None] = mapped_column(String(100))
+    intent_confidence: Mapped[float | None] = mapped_column(Float)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class Outage(Base):
+    """A disruption of one service in one region; active while ``resolved_at`` is null."""
+
+    __tablename__ = "outages"
+    __table_args__ = (
+        CheckConstraint(_COUNTRY_CHECK, name="country"),
+        CheckConstraint("customers_affected >= 0", name="customers_affected"),
+        Index("ix_outages_service_started", "service", "started_at"),
+        Index("ix_outages_resolved_at", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Human-readable ticket number, e.g. ``STO-24-00123``.
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    service: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(String(32))
+    region_name: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2))
+    started_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    customers_affected: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str | None] = mapped_column(Text)
+
+    areas: Mapped[list[OutageArea]] = relationship(
+        back_populates="outage",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="OutageArea.postcode_prefix",
+    )
+    promises: Mapped[list[Promise]] = relationship(
+        back_populates="outage", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @hybrid_property
+    def is_active(self) -> bool:
+        """True while the outage is not resolved (usable in queries too)."""
+        return self.resolved_at is None
+
+    @is_active.inplace.expression
+    @classmethod
+    def _is_active_expression(cls) -> ColumnElement[bool]:
+        return cls.resolved_at.is_(None)
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long the outage lasted, or None while it is active."""
+        if self.resolved_at is None:
+            return None
+        return self.resolved_at - self.started_at
+
+
+class OutageArea(Base):
+    """One 4-digit postcode area touched by an outage."""
+
+    __tablename__ = "outage_areas"
+    __table_args__ = (
+        UniqueConstraint("outage_id", "country", "postcode_prefix"),
+        CheckConstraint(_COUNTRY_CHECK, name="country"),
+        Index("ix_outage_areas_country_prefix", "country", "postcode_prefix"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"))
+    country: Mapped[str] = mapped_column(String(2))
+    #: The four digits of the postcode: Dutch letters are too fine-grained for outage areas.
+    postcode_prefix: Mapped[str] = mapped_column(String(4))
+
+    outage: Mapped[Outage] = relationship(back_populates="areas")
+
+
+class Subscription(Base):
+    """A "tell me when it is fixed" request.
+
+    At most one *active* (not cancelled) subscription exists per (channel, address, outage): two
+    partial unique indexes enforce it on both SQLite and PostgreSQL, one for subscriptions to a
+    known outage and one for those without an outage (NULLs never collide in a unique index).
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(_LANGUAGE_CHECK, name="language"),
+        Index(
+            "uq_subscriptions_active_outage",
+            "channel",
+            "address",
+            "outage_id",
+            unique=True,
+            sqlite_where=text("cancelled_at IS NULL AND outage_id IS NOT NULL"),
+            postgresql_where=text("cancelled_at IS NULL AND outage_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_subscriptions_active_no_outage",
+            "channel",
+            "address",
+            unique=True,
+            sqlite_where=text("cancelled_at IS NULL AND outage_id IS NULL"),
+            postgresql_where=text("cancelled_at IS NULL AND outage_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outage_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outages.id", ondelete="SET NULL"), index=True
+    )
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    #: Where to send the update: a chat id or a phone number.
+    address: Mapped[str] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    postcode: Mapped[str | None] = mapped_column(String(7))
+    service: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]
+
+    outage: Mapped[Outage | None] = relationship()
+
+    @hybrid_property
+    def is_active(self) -> bool:
+        """True until the subscription is cancelled (usable in queries too)."""
+        return self.cancelled_at is None
+
+    @is_active.inplace.expression
+    @classmethod
+    def _is_active_expression(cls) -> ColumnElement[bool]:
+        return cls.cancelled_at.is_(None)
+
+
+class Feedback(Base):
+    """Free-text feedback from a customer or from an agent about the assistant."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint("source IN ('agent', 'customer')", name="source"),
+        CheckConstraint(_LANGUAGE_CHECK, name="language"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(8))
+    author: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    theme: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Promise(Base):
+    """A deadline communicated (or suggested) for fixing an outage, e.g. "before 14:30"."""
+
+    __tablename__ = "promises"
+    __table_args__ = (
+        CheckConstraint("target_quantile > 0 AND target_quantile < 1", name="target_quantile"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"), index=True)
+    deadline: Mapped[datetime]
+    #: The probability the promise engine aims for that the outage is fixed by ``deadline``.
+    target_quantile: Mapped[float] = mapped_column(Float)
+    #: One of :data:`PROMISE_STATUSES`.
+    status: Mapped[str] = mapped_column(String(16), default="suggested")
+    made_at: Mapped[datetime] = mapped_column(default=utcnow)
+    made_by: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    outage: Mapped[Outage] = relationship(back_populates="promises")
+
+
+class Handoff(Base):
+    """A customer's request to talk to a human."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
