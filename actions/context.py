@@ -11,6 +11,7 @@ from rasa_sdk import Tracker
 from sqlalchemy.orm import Session
 
 from bot.settings import Language, Settings
+from bot.suggestions.knowledge import KnowledgeSuggester
 
 
 def _utc_now() -> datetime:
@@ -24,6 +25,8 @@ class ActionContext:
     settings: Settings
     sessions: Callable[[], Session]
     clock: Callable[[], datetime] = field(default=_utc_now)
+    #: The knowledge retriever; None when no index has been built.
+    knowledge: KnowledgeSuggester | None = None
 
 
 def tracker_language(tracker: Tracker) -> Language:

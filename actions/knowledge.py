@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.context import ActionContext
+from actions.context import ActionContext, tracker_language
 
 
 class ActionAnswerQuestion(Action):
-    """Answers from the knowledge base when it is confident, otherwise offers a human.
+    """Answers with the best confident knowledge-base answer, otherwise offers a human.
 
-    Until the knowledge retriever is wired in, there is never a confident answer, so the customer
-    is offered a human rather than a guess.
+    The answer is in the asker's language when the article exists in it. Customer channels only
+    ever see customer-facing articles.
     """
 
     def __init__(self, context: ActionContext) -> None:
@@ -23,8 +25,27 @@ class ActionAnswerQuestion(Action):
     def name(self) -> str:
         return "action_answer_question"
 
-    def run(
+    async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        dispatcher.utter_message(response="utter_no_confident_answer")
+        question = str((tracker.latest_message or {}).get("text") or "").strip()
+        knowledge = self._context.knowledge
+        if not question or knowledge is None:
+            dispatcher.utter_message(response="utter_no_confident_answer")
+            return []
+        # Encoding and search are CPU work: keep the event loop free for other turns.
+        result = await asyncio.to_thread(
+            knowledge.suggest,
+            question,
+            language=tracker_language(tracker),
+            audience="customer",
+            k=1,
+        )
+        if result.abstained or not result.suggestions:
+            dispatcher.utter_message(response="utter_no_confident_answer")
+            return []
+        best = result.suggestions[0]
+        dispatcher.utter_message(
+            response="utter_knowledge_answer", answer=best.answer, title=best.title
+        )
         return []

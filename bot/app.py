@@ -6,6 +6,7 @@ collaborators as arguments so tests can hand it a dialogue engine of their own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,13 +20,28 @@ from rasa_sdk.executor import ActionExecutor
 from actions import ActionContext, build_actions
 from bot import __version__
 from bot.actions_server import build_router
-from bot.api import conversations, health
+from bot.api import conversations, health, suggestions
 from bot.console import routes as console_routes
 from bot.conversation.service import ConversationService
 from bot.language import LanguageIdentifier
 from bot.rasa_client import DialogueEngine, RasaClient
 from bot.settings import PROJECT_ROOT, Settings, get_settings
 from bot.storage.db import SessionFactory, get_sessionmaker
+from bot.suggestions.knowledge import KnowledgeSuggester
+
+logger = logging.getLogger(__name__)
+
+
+def load_knowledge(settings: Settings) -> KnowledgeSuggester | None:
+    """The knowledge retriever over the built index, or None (with a warning) if there is none."""
+    from knowledge import Retriever
+    from knowledge.index import IndexNotBuiltError
+
+    try:
+        return Retriever.from_settings(settings)
+    except IndexNotBuiltError as exc:
+        logger.warning("No knowledge-base suggestions: %s", exc)
+        return None
 
 
 def create_app(
@@ -33,10 +49,12 @@ def create_app(
     *,
     dialogue: DialogueEngine | None = None,
     sessions: SessionFactory | None = None,
+    knowledge: KnowledgeSuggester | None = None,
 ) -> FastAPI:
-    """The ASGI app. Defaults: the configured database and the Rasa server of ``settings``."""
+    """The ASGI app. Defaults: the configured database, Rasa server and knowledge index."""
     settings = settings or get_settings()
     sessions = sessions or get_sessionmaker(settings)
+    knowledge = knowledge or load_knowledge(settings)
     identifier = LanguageIdentifier.from_nlu_data(
         PROJECT_ROOT / "data" / "nlu", settings.language_min_confidence
     )
@@ -46,7 +64,9 @@ def create_app(
         owned = dialogue is None
         engine: DialogueEngine = dialogue or RasaClient(settings)
         app.state.dialogue = engine
-        app.state.conversations = ConversationService(settings, sessions, engine, identifier)
+        app.state.conversations = ConversationService(
+            settings, sessions, engine, identifier, knowledge
+        )
         yield
         if owned and isinstance(engine, RasaClient):
             await engine.aclose()
@@ -61,10 +81,13 @@ def create_app(
     app.state.sessions = sessions
 
     executor = ActionExecutor()
-    for action in build_actions(ActionContext(settings=settings, sessions=sessions)):
+    for action in build_actions(
+        ActionContext(settings=settings, sessions=sessions, knowledge=knowledge)
+    ):
         executor.register_action(action)
     app.include_router(build_router(executor))
     app.include_router(conversations.router)
+    app.include_router(suggestions.router)
     app.include_router(health.router)
     app.include_router(console_routes.router)
     app.mount("/static", StaticFiles(directory=console_routes.STATIC_DIR), name="static")

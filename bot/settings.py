@@ -143,8 +143,8 @@ class Settings(BaseSettings):
         default=20_000,
         description="Largest index searched exactly (IndexFlatIP); above it HNSW is built.",
     )
-    knowledge_hnsw_m: int = Field(default=32, description="HNSW graph degree.")
-    knowledge_hnsw_ef_construction: int = Field(default=80, description="HNSW build beam.")
+    knowledge_hnsw_m: int = Field(default=16, description="HNSW graph degree.")
+    knowledge_hnsw_ef_construction: int = Field(default=64, description="HNSW build beam.")
     knowledge_min_recall: float = Field(
         default=0.98,
         description="recall@10 against exact search that HNSW's efSearch is tuned to reach.",

@@ -19,7 +19,8 @@ from bot import messages
 from bot.language import LanguageIdentifier, choose_language
 from bot.rasa_client import DialogueEngine, RasaUnavailable
 from bot.settings import Language, Settings
-from bot.storage.models import Conversation, Message
+from bot.storage.models import Conversation, Message, SuggestionEvent
+from bot.suggestions.knowledge import KnowledgeSuggester, suggestions_for_turn
 
 
 class InvalidMessage(ValueError):
@@ -70,11 +71,13 @@ class ConversationService:
         session_factory: Callable[[], Session],
         engine: DialogueEngine,
         identifier: LanguageIdentifier,
+        knowledge: KnowledgeSuggester | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = session_factory
         self._engine = engine
         self._identifier = identifier
+        self._knowledge = knowledge
         # Turns of one conversation are handled one at a time, so that the language slot set
         # for a message is the one Rasa sees when it handles that message.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -117,18 +120,22 @@ class ConversationService:
             for r in turn.replies
             if r.get("text")
         ]
-        intent = {
-            "name": turn.intent.get("name"),
+        intent_name: str | None = turn.intent.get("name")
+        intent: dict[str, Any] = {
+            "name": intent_name,
             "confidence": float(turn.intent.get("confidence") or 0.0),
         }
         entities = [
             {k: e.get(k) for k in ("entity", "value", "start", "end", "confidence_entity")}
             for e in turn.entities
         ]
-        outage = (
-            turn.slots_set_this_turn.get("outage") if "outage" in turn.slots_set_this_turn else None
-        )
-        self._store_answer(message_id, conversation_id, channel, intent, replies)
+        outage = turn.slots_set_this_turn.get("outage")
+        suggestions: list[dict[str, Any]] = []
+        if self._knowledge is not None:
+            suggestions = await asyncio.to_thread(
+                suggestions_for_turn, self._knowledge, text, language, channel, intent_name
+            )
+        self._store_answer(message_id, conversation_id, channel, intent, replies, suggestions)
         return TurnResult(
             conversation_id=conversation_id,
             replies=replies,
@@ -136,6 +143,7 @@ class ConversationService:
             intent=intent,
             entities=entities,
             outage=outage if isinstance(outage, dict) else None,
+            suggestions=suggestions,
         )
 
     # -- storage ---------------------------------------------------------------------------
@@ -183,7 +191,9 @@ class ConversationService:
         channel: str,
         intent: dict[str, Any],
         replies: list[Reply],
+        suggestions: list[dict[str, Any]],
     ) -> None:
+        now = datetime.now(UTC)
         with self._sessions() as session, session.begin():
             incoming = session.get(Message, message_id)
             if incoming is not None:
@@ -198,6 +208,17 @@ class ConversationService:
                         text=reply.text,
                         channel=channel,
                         payload={"buttons": reply.buttons} if reply.buttons else None,
+                    )
+                )
+            for suggestion in suggestions:
+                session.add(
+                    SuggestionEvent(
+                        suggestion_id=suggestion["id"],
+                        conversation_id=conversation_id,
+                        article_id=suggestion["article_id"],
+                        event="shown",
+                        channel=channel,
+                        created_at=now,
                     )
                 )
 

@@ -342,3 +342,27 @@ class Handoff(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
+
+
+class SuggestionEvent(Base):
+    """What happened to a next-best answer: shown, used, thumbs up or thumbs down.
+
+    ``suggestion_id`` is the retriever's stable id (same article family, language and answer
+    text give the same id across index rebuilds), so feedback survives re-indexing.
+    """
+
+    __tablename__ = "suggestion_events"
+    __table_args__ = (
+        CheckConstraint("event IN ('shown', 'used', 'thumbs_up', 'thumbs_down')", name="event"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suggestion_id: Mapped[str] = mapped_column(String(64), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    article_id: Mapped[str | None] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    author: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
