@@ -14,12 +14,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from rasa_sdk.executor import ActionExecutor
 from rasa_sdk.interfaces import (
     ActionExecutionRejection,
     ActionMissingDomainException,
     ActionNotFoundException,
 )
-from rasa_sdk.executor import ActionExecutor
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from bot.settings import get_settings
+from knowledge.cli import app as knowledge_app
 
 app = typer.Typer(
     help="Belofte: a contact-center assistant with grounded answers and calibrated promises.",
@@ -18,6 +19,7 @@ db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data for a realistic provider.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
+app.add_typer(knowledge_app, name="knowledge")
 
 
 @app.command()

@@ -129,6 +129,11 @@ def run(settings: Settings, *, train: bool = True) -> int:
     project.check_executable()
     prepare_database(settings)
 
+    say("Indexing the knowledge base (only new or changed articles are embedded)")
+    from knowledge.cli import index as index_knowledge
+
+    index_knowledge(force=False, progress=None)
+
     if train and project.needs_training():
         say("Training the Rasa model (data or config changed; a few minutes on a laptop)")
         project.train()

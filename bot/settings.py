@@ -141,13 +141,20 @@ class Settings(BaseSettings):
     )
     knowledge_exact_max_chunks: int = Field(
         default=20_000,
-        description="Largest index searched exactly (IndexFlatIP); above it HNSW is built.",
+        description="Largest index searched exactly (IndexFlatIP); above it the approximate "
+        "index of knowledge_ann_index is built.",
+    )
+    knowledge_ann_index: Literal["ivf", "hnsw"] = Field(
+        default="ivf",
+        description="Approximate index above the exact cutoff: ivf (IndexIVFFlat, ~4·sqrt(N) "
+        "cells, nprobe tuned for recall; fast to build) or hnsw (IndexHNSWFlat, efSearch tuned).",
     )
     knowledge_hnsw_m: int = Field(default=16, description="HNSW graph degree.")
     knowledge_hnsw_ef_construction: int = Field(default=64, description="HNSW build beam.")
     knowledge_min_recall: float = Field(
         default=0.98,
-        description="recall@10 against exact search that HNSW's efSearch is tuned to reach.",
+        description="recall@10 against exact search that IVF's nprobe (or HNSW's efSearch) is "
+        "tuned to reach.",
     )
     knowledge_encoder_threads: int = Field(
         default=1,

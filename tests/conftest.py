@@ -15,6 +15,7 @@ and dropped at the end of the run. An unreachable server fails those tests, unle
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,12 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from bot.settings import Settings
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.migrate import upgrade_database
 from bot.storage.models import Base
+
+from fake_rasa import FakeRasaServer
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BELOFTE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -109,3 +113,25 @@ def _empty_tables(engine: Engine) -> None:
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(delete(table))
+
+
+# -- API fixtures ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def fake_rasa() -> FakeRasaServer:
+    """A simulated Rasa server (see :class:`FakeRasaServer`)."""
+    return FakeRasaServer()
+
+
+@pytest.fixture
+def api_settings(tmp_path: Path) -> Settings:
+    """Settings with a private home, the fake server's token and an unused Rasa port."""
+    return Settings(home=tmp_path, rasa_token="test-token", rasa_port=free_port())

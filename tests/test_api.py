@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,52 +15,19 @@ from bot.settings import Settings
 from bot.storage.db import make_sessionmaker
 from bot.storage.models import Conversation, Message
 
+from fake_rasa import FakeRasaServer
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class FakeRasaServer:
-    """Answers Rasa's HTTP API the way Rasa 3.6 does, and records what it was sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.slots: dict[str, Any] = {"language": "nl"}
-        self.reply: list[dict[str, Any]] = [{"recipient_id": "x", "text": "Hoi!"}]
-        self.turn_events: list[dict[str, Any]] = []
-        self.intent = {"name": "greet", "confidence": 0.97}
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if request.url.params.get("token") != "test-token":
-            return httpx.Response(401, json={"message": "unauthorized"})
-        path = request.url.path
-        if path.endswith("/tracker/events"):
-            for event in json.loads(request.content):
-                self.slots[event["name"]] = event["value"]
-            return httpx.Response(200, json={})
-        if path == "/webhooks/rest/webhook":
-            return httpx.Response(200, json=self.reply)
-        if path.endswith("/tracker"):
-            events = [{"event": "user", "text": "..."}, *self.turn_events]
-            latest = {"intent": self.intent, "entities": [], "text": "..."}
-            body = {"slots": self.slots, "latest_message": latest, "events": events}
-            return httpx.Response(200, json=body)
-        if path == "/status":
-            return httpx.Response(200, json={"model_file": "belofte.tar.gz", "model_id": "abc"})
-        return httpx.Response(404)
+pytestmark = pytest.mark.usefixtures("session")
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, rasa_token="test-token", rasa_port=_free_port())
+def settings(api_settings: Settings) -> Settings:
+    return api_settings
 
 
 @pytest.fixture
-def rasa() -> FakeRasaServer:
-    return FakeRasaServer()
+def rasa(fake_rasa: FakeRasaServer) -> FakeRasaServer:
+    return fake_rasa
 
 
 @pytest.fixture
@@ -87,7 +50,7 @@ def _messages(db_engine: Engine, conversation_id: str) -> list[Message]:
 
 
 def test_a_turn_returns_replies_understanding_and_stores_both_sides(
-    client: TestClient, rasa: FakeRasaServer, db_engine: Engine, session: Any
+    client: TestClient, rasa: FakeRasaServer, db_engine: Engine
 ) -> None:
     rasa.reply = [
         {
@@ -126,7 +89,7 @@ def test_a_turn_returns_replies_understanding_and_stores_both_sides(
 
 
 def test_the_language_slot_follows_the_users_language(
-    client: TestClient, rasa: FakeRasaServer, session: Any
+    client: TestClient, rasa: FakeRasaServer
 ) -> None:
     english = client.post(
         "/api/v1/conversations/c2/messages", json={"text": "when will my internet work again"}
@@ -144,7 +107,7 @@ def test_the_language_slot_follows_the_users_language(
 
 
 def test_outage_is_only_reported_in_the_turn_that_found_it(
-    client: TestClient, rasa: FakeRasaServer, session: Any
+    client: TestClient, rasa: FakeRasaServer
 ) -> None:
     rasa.slots["outage"] = {"reference": "STO-1"}  # set in an earlier turn
     rasa.turn_events = []
@@ -162,7 +125,6 @@ def test_empty_or_oversized_messages_get_422_with_a_reason(
     db_engine: Engine,
     text: str,
     reason: str,
-    session: Any,
 ) -> None:
     response = client.post("/api/v1/conversations/c4/messages", json={"text": text})
     assert response.status_code == 422
@@ -171,7 +133,7 @@ def test_empty_or_oversized_messages_get_422_with_a_reason(
     assert _messages(db_engine, "c4") == []
 
 
-def test_a_message_of_exactly_the_limit_is_accepted(client: TestClient, session: Any) -> None:
+def test_a_message_of_exactly_the_limit_is_accepted(client: TestClient) -> None:
     response = client.post("/api/v1/conversations/c5/messages", json={"text": "a" * 2000})
     assert response.status_code == 200
 
@@ -183,7 +145,7 @@ def test_a_malformed_body_gets_422_naming_the_field(client: TestClient) -> None:
 
 
 def test_rasa_down_gives_503_and_keeps_the_users_message(
-    settings: Settings, db_engine: Engine, session: Any
+    settings: Settings, db_engine: Engine
 ) -> None:
     # A real client against a port nobody listens on.
     app = create_app(settings, sessions=make_sessionmaker(db_engine))
@@ -207,7 +169,7 @@ def test_rasa_down_gives_503_and_keeps_the_users_message(
 
 
 def test_unknown_conversation_ids_start_a_new_conversation(
-    client: TestClient, db_engine: Engine, session: Any
+    client: TestClient, db_engine: Engine
 ) -> None:
     response = client.post(
         "/api/v1/conversations/brand-new-42/messages", json={"text": "hoi", "channel": "console"}
@@ -227,7 +189,7 @@ def test_health_reports_database_and_loaded_model(client: TestClient) -> None:
     assert body["database"]["ok"] is True
 
 
-def test_rasa_calls_carry_the_token(client: TestClient, rasa: FakeRasaServer, session: Any) -> None:
+def test_rasa_calls_carry_the_token(client: TestClient, rasa: FakeRasaServer) -> None:
     client.post("/api/v1/conversations/c8/messages", json={"text": "hoi"})
     assert rasa.requests
     assert all(r.url.params.get("token") == "test-token" for r in rasa.requests)
