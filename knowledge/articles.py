@@ -285,9 +285,10 @@ def chunk_article(article: Article, *, max_chars: int = 800) -> list[Chunk]:
     texts: list[tuple[Literal["answer", "details"], str]] = [
         ("answer", f"{meta.title}\n{article.answer}")
     ]
-    texts += [("details", f"{meta.title}\n{piece}") for piece in _split_paragraphs(
-        article.details, max_chars
-    )]
+    texts += [
+        ("details", f"{meta.title}\n{piece}")
+        for piece in _split_paragraphs(article.details, max_chars)
+    ]
     return [
         Chunk(
             chunk_id=f"{meta.id}.{meta.language}.{n}",

@@ -28,6 +28,12 @@ app = typer.Typer(
 )
 
 DEFAULT_QUERIES = PROJECT_ROOT / "knowledge" / "eval" / "queries.yml"
+#: Reference questions of the abstention model: the bot's NLU examples (in-domain intents vs
+#: out_of_scope), written independently of the evaluation queries.
+DEFAULT_REFERENCES = (
+    PROJECT_ROOT / "data" / "nlu" / "nl.yml",
+    PROJECT_ROOT / "data" / "nlu" / "en.yml",
+)
 
 
 def _store(settings: Settings) -> KnowledgeStore:
@@ -41,6 +47,7 @@ def index_config(settings: Settings) -> IndexConfig:
         hnsw_m=settings.knowledge_hnsw_m,
         ef_construction=settings.knowledge_hnsw_ef_construction,
         min_recall=settings.knowledge_min_recall,
+        ann=settings.knowledge_ann_index,
     )
 
 
@@ -115,11 +122,12 @@ def index(
     if not report.changed:
         typer.echo(f"Index is up to date: generation {report.generation}, {report.chunks} chunks.")
         return
-    tuned = (
-        f", efSearch {report.ef_search} (recall@10 vs exact {report.recall_at_10:.3f})"
-        if report.kind == "hnsw" and report.recall_at_10 is not None
-        else ""
-    )
+    tuned = ""
+    if report.recall_at_10 is not None:
+        knob = (
+            f"efSearch {report.ef_search}" if report.kind == "hnsw" else f"nprobe {report.nprobe}"
+        )
+        tuned = f", {knob} (recall@10 vs exact {report.recall_at_10:.3f})"
     typer.echo(
         f"Built generation {report.generation}: {len(articles)} articles, {report.chunks} chunks "
         f"({report.embedded} embedded, {report.reused} from cache), {report.kind} index{tuned}."
@@ -176,21 +184,31 @@ def search(
         typer.secho("Give a question or --queries FILE.", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     if language not in (None, "nl", "en") or audience not in (None, "customer", "agent"):
-        typer.secho("--language is nl|en, --audience customer|agent", fg=typer.colors.RED,
-                    err=True)
+        typer.secho("--language is nl|en, --audience customer|agent", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     if mode not in ("hybrid", "dense", "lexical"):
         typer.secho("--mode is hybrid|dense|lexical", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     retriever = _retriever(get_settings())  # encoder and index are loaded once
-    texts = [question] if question is not None else [
-        line.strip() for line in Path(queries).read_text("utf-8").splitlines()  # type: ignore[arg-type]
-        if line.strip()
-    ]
+    texts = (
+        [question]
+        if question is not None
+        else [
+            line.strip()
+            for line in Path(queries).read_text("utf-8").splitlines()  # type: ignore[arg-type]
+            if line.strip()
+        ]
+    )
     for text in texts:
         _print_hits(
-            retriever, text, k=k, language=language, audience=audience,  # type: ignore[arg-type]
-            tags=tag, mode=mode, as_json=as_json or queries is not None,  # type: ignore[arg-type]
+            retriever,
+            text,
+            k=k,
+            language=language,  # type: ignore[arg-type]
+            audience=audience,  # type: ignore[arg-type]
+            tags=tag,
+            mode=mode,  # type: ignore[arg-type]
+            as_json=as_json or queries is not None,
         )
 
 
@@ -202,24 +220,43 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     calibrate: Annotated[
         bool,
-        typer.Option("--calibrate", help="Store the calibrated abstain threshold for the encoder."),
+        typer.Option(
+            "--calibrate",
+            help="Store the calibrated cosine threshold and the abstention model for the encoder.",
+        ),
     ] = False,
+    references: Annotated[
+        list[Path] | None,
+        typer.Option("--references", help="Rasa NLU files with the reference questions."),
+    ] = None,
 ) -> None:
     """Recall@1/3, MRR@10 for dense, lexical and hybrid retrieval; abstention quality."""
     from knowledge.evaluation import Evaluator, format_report, load_queries
 
     settings = get_settings()
     retriever = _retriever(settings)
-    report = Evaluator(retriever).run(load_queries(queries))
+    evaluator = Evaluator(retriever, references=references or DEFAULT_REFERENCES)
+    report = evaluator.run(load_queries(queries))
     if calibrate and report.calibrated is not None:
         path = write_calibration(
-            _store(settings), retriever.encoder, report.calibrated.threshold,
+            _store(settings),
+            retriever.encoder,
+            report.calibrated.threshold,
             abstain_recall=report.calibrated.abstain_recall,
             answer_rate=report.calibrated.answer_rate,
             queries=str(queries),
         )
-        print(f"calibrated threshold {report.calibrated.threshold:.4f} written to {path}",
-              file=sys.stderr)
+        print(
+            f"calibrated threshold {report.calibrated.threshold:.4f} written to {path}",
+            file=sys.stderr,
+        )
+    if calibrate and evaluator.fitted_model is not None:
+        model = evaluator.fitted_model
+        model.metadata["queries_file"] = str(queries)
+        path = model.save(_store(settings).root)
+        print(
+            f"abstention model (threshold {model.threshold:.4f}) written to {path}", file=sys.stderr
+        )
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
     else:

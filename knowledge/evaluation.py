@@ -1,5 +1,9 @@
 """Retrieval evaluation: recall@1/3 and MRR@10 per mode, abstention calibration.
 
+Abstention is measured two ways: the dense-cosine threshold (baseline) and the learned model of
+:mod:`knowledge.abstention`; both are calibrated on the queries, and both get held-out
+(cross-validated) figures, which are the ones to trust.
+
 Queries come from ``knowledge/eval/queries.yml``: a list of
 ``{query, language, audience, relevant: [family ids]}``; ``relevant: []`` marks a question the
 knowledge base cannot answer. recall@k is the share of answerable queries with a relevant
@@ -16,6 +20,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from knowledge import abstention as abst
 from knowledge.articles import Audience, Language
 from knowledge.retriever import Mode, Retriever
 
@@ -73,7 +78,11 @@ class ModeMetrics:
 
 @dataclass(frozen=True)
 class AbstentionMetrics:
-    """How a threshold separates answerable from unanswerable queries (hybrid mode)."""
+    """How a threshold separates answerable from unanswerable queries (hybrid mode).
+
+    ``method`` is ``cosine`` (abstain below a dense-cosine ``threshold``) or ``learned``
+    (abstain when the model's P(unanswerable) >= ``threshold``).
+    """
 
     threshold: float
     abstain_recall: float  # share of unanswerable queries abstained on
@@ -82,6 +91,7 @@ class AbstentionMetrics:
     answer_precision: float  # share of answers whose top suggestion is a relevant family
     unanswerable: int
     answerable: int
+    method: str = "cosine"
 
 
 @dataclass
@@ -94,6 +104,10 @@ class EvalReport:
     abstention: AbstentionMetrics
     calibrated: AbstentionMetrics | None = None
     cross_validated: dict[str, float] = field(default_factory=dict)
+    #: The learned model fitted on all queries, at its operating point (in-sample figures).
+    learned: AbstentionMetrics | None = None
+    #: Its held-out figures (repeated stratified k-fold, threshold chosen inside each split).
+    learned_cross_validated: abst.HeldOutMetrics | None = None
 
     def to_json(self) -> dict[str, object]:
         """JSON-serialisable form."""
@@ -112,7 +126,17 @@ def abstention_metrics(
     threshold: float, confidences: np.ndarray, answerable: np.ndarray, correct: np.ndarray
 ) -> AbstentionMetrics:
     """Metrics of abstaining when the top confidence is below ``threshold``."""
-    abstain = confidences < threshold
+    return decision_metrics(threshold, confidences < threshold, answerable, correct)
+
+
+def decision_metrics(
+    threshold: float,
+    abstain: np.ndarray,
+    answerable: np.ndarray,
+    correct: np.ndarray,
+    method: str = "cosine",
+) -> AbstentionMetrics:
+    """Metrics of given abstain decisions."""
     unans = ~answerable
     n_unans, n_ans = int(unans.sum()), int(answerable.sum())
     answered = ~abstain
@@ -126,6 +150,7 @@ def abstention_metrics(
         else 1.0,
         unanswerable=n_unans,
         answerable=n_ans,
+        method=method,
     )
 
 
@@ -142,8 +167,9 @@ def calibrate_threshold(
     abstain-recall + answer-rate is taken.
     """
     values = np.unique(confidences)
-    candidates = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2,
-                                 [values[-1] + 1e-6]])
+    candidates = np.concatenate(
+        [[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]]
+    )
     unans = ~answerable
     best: tuple[float, float, float] | None = None
     fallback: tuple[float, float] | None = None
@@ -164,9 +190,36 @@ def calibrate_threshold(
 class Evaluator:
     """Runs the evaluation queries against a retriever."""
 
-    def __init__(self, retriever: Retriever, *, k: int = 10) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        *,
+        k: int = 10,
+        references: Sequence[Path] = (),
+        competitors: Sequence[str] | None = None,
+        c: float = abst.DEFAULT_C,
+        repeats: int = 5,
+        min_answer_rate: float = 0.9,
+    ) -> None:
+        """
+        Args:
+            references: Rasa NLU files whose in-domain / ``out_of_scope`` examples are the
+                abstention model's reference questions (independent of the evaluation set).
+            competitors: other providers' names (default: ``knowledge/competitors.txt``).
+            c: logistic-regression regularisation of the abstention model.
+            repeats: shuffles of the stratified cross-validation.
+            min_answer_rate: operating point: answer at least this share of answerable queries.
+        """
         self.retriever = retriever
         self.k = k
+        self.references = tuple(references)
+        self.competitors = abst.load_competitors() if competitors is None else tuple(competitors)
+        self.c = c
+        self.repeats = repeats
+        self.min_answer_rate = min_answer_rate
+        #: The abstention model fitted on all queries by the last :meth:`run` (None if the
+        #: queries have no unanswerable or no answerable ones).
+        self.fitted_model: abst.AbstentionModel | None = None
 
     def run(self, queries: Sequence[EvalQuery], *, folds: int = 5) -> EvalReport:
         """Metrics for every mode, the abstention at the current threshold and a calibration."""
@@ -188,22 +241,46 @@ class Evaluator:
             n = max(1, len(answerable_queries))
             modes[mode] = ModeMetrics(r1 / n, r3 / n, mrr / n, len(answerable_queries))
 
-        confidences, answerable, correct = [], [], []
+        confidences, answerable, correct, signals = [], [], [], []
         for q in queries:
-            hits = self.retriever.search(q.query, k=1, language=q.language, audience=q.audience)
+            hits, sig = self.retriever.search_with_signals(
+                q.query, k=1, language=q.language, audience=q.audience
+            )
             confidences.append(hits[0].confidence if hits else 0.0)
             answerable.append(q.answerable)
             correct.append(bool(hits) and hits[0].family_id in q.relevant)
+            signals.append(sig)
         conf = np.asarray(confidences)
         ans = np.asarray(answerable, dtype=bool)
         corr = np.asarray(correct, dtype=bool)
 
-        current = abstention_metrics(self.retriever.threshold, conf, ans, corr)
+        active = self.retriever.abstention
+        if active is not None:
+            decisions = np.array([active.abstain(sig)[0] for sig in signals], dtype=bool)
+            current = decision_metrics(active.threshold, decisions, ans, corr, "learned")
+        else:
+            current = abstention_metrics(self.retriever.threshold, conf, ans, corr)
         calibrated: AbstentionMetrics | None = None
         cv: dict[str, float] = {}
+        learned: AbstentionMetrics | None = None
+        learned_cv: abst.HeldOutMetrics | None = None
+        self.fitted_model = None
         if ans.any() and (~ans).any():
             calibrated = abstention_metrics(calibrate_threshold(conf, ans), conf, ans, corr)
             cv = self._cross_validate(conf, ans, corr, folds)
+            model, features = self._fit(signals, ans, folds)
+            self.fitted_model = model
+            p = np.array([model.probability_of(f) for f in features])
+            learned = decision_metrics(model.threshold, p >= model.threshold, ans, corr, "learned")
+            learned_cv = abst.cross_validate(
+                features,
+                ~ans,
+                corr,
+                c=self.c,
+                folds=folds,
+                repeats=self.repeats,
+                min_answer_rate=self.min_answer_rate,
+            )
         return EvalReport(
             encoder=f"{self.retriever.encoder.name} ({self.retriever.encoder.version})",
             chunks=self.retriever.chunk_count,
@@ -211,7 +288,40 @@ class Evaluator:
             abstention=current,
             calibrated=calibrated,
             cross_validated=cv,
+            learned=learned,
+            learned_cross_validated=learned_cv,
         )
+
+    def _fit(
+        self, signals: Sequence[abst.Signals], answerable: np.ndarray, folds: int
+    ) -> tuple[abst.AbstentionModel, np.ndarray]:
+        """Abstention model on all queries, and the feature matrix it was fitted on."""
+        encoder = self.retriever.encoder
+        inside, outside = abst.load_reference_questions(self.references)
+        in_refs = encoder.encode_queries(inside)
+        out_refs = encoder.encode_queries(outside)
+        pattern = abst._competitor_pattern(self.competitors)
+        features = np.vstack(
+            [abst.extract_features(s, in_refs, out_refs, pattern) for s in signals]
+        )
+        model = abst.fit_model(
+            features,
+            ~answerable,
+            encoder=encoder,
+            in_refs=in_refs,
+            out_refs=out_refs,
+            competitors=self.competitors,
+            c=self.c,
+            folds=folds,
+            min_answer_rate=self.min_answer_rate,
+            metadata={
+                "queries": len(answerable),
+                "unanswerable": int((~answerable).sum()),
+                "references": [str(p) for p in self.references],
+                "generation": self.retriever.generation,
+            },
+        )
+        return model, features
 
     @staticmethod
     def _cross_validate(
@@ -250,20 +360,41 @@ def format_report(report: EvalReport) -> str:
     ]
     for mode, m in report.modes.items():
         lines.append(f"{mode:<8} {m.recall_at_1:>9.3f} {m.recall_at_3:>9.3f} {m.mrr_at_10:>8.3f}")
-    lines += ["", f"{'abstention':<22} {'threshold':>9} {'abst.rec':>8} {'abst.prec':>9} "
-              f"{'answered':>8} {'ans.prec':>8}"]
-    rows = [("current threshold", report.abstention)]
+    width = 26
+    lines += [
+        "",
+        f"{'abstention':<{width}} {'threshold':>9} {'abst.rec':>8} {'abst.prec':>9} "
+        f"{'answered':>8} {'ans.prec':>8}",
+    ]
+    rows = [(f"current ({report.abstention.method})", report.abstention)]
     if report.calibrated is not None:
-        rows.append(("calibrated on eval set", report.calibrated))
+        rows.append(("cosine, calibrated", report.calibrated))
+    if report.learned is not None:
+        rows.append(("learned, calibrated", report.learned))
     for name, a in rows:
         lines.append(
-            f"{name:<22} {a.threshold:>9.4f} {a.abstain_recall:>8.3f} {a.abstain_precision:>9.3f} "
-            f"{a.answer_rate:>8.3f} {a.answer_precision:>8.3f}"
+            f"{name:<{width}} {a.threshold:>9.4f} {a.abstain_recall:>8.3f} "
+            f"{a.abstain_precision:>9.3f} {a.answer_rate:>8.3f} {a.answer_precision:>8.3f}"
         )
+    held = report.learned_cross_validated
+    if held is not None:
+        lines.append(
+            f"{'learned, held-out (CV)':<{width}} {'':>9} {held.abstain_recall:>8.3f} "
+            f"{held.abstain_precision:>9.3f} {held.answer_rate:>8.3f} {held.answer_precision:>8.3f}"
+        )
+    lines.append("(calibrated rows are measured on the queries they were fitted on)")
     if report.cross_validated:
         cv = report.cross_validated
         lines.append(
-            f"{int(cv['folds'])}-fold cross-validated: abstains on {cv['abstain_recall']:.3f} of "
-            f"unanswerable, answers {cv['answer_rate']:.3f} of answerable"
+            f"cosine threshold, {int(cv['folds'])}-fold cross-validated: abstains on "
+            f"{cv['abstain_recall']:.3f} of unanswerable, answers {cv['answer_rate']:.3f} of "
+            "answerable"
+        )
+    if held is not None:
+        lines.append(
+            f"learned model, {held.folds}-fold x {held.repeats} cross-validated (threshold "
+            f"chosen inside each split): abstains on {held.abstain_recall:.3f} "
+            f"(sd {held.abstain_recall_std:.3f}) of unanswerable, answers "
+            f"{held.answer_rate:.3f} of answerable"
         )
     return "\n".join(lines)

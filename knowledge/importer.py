@@ -205,8 +205,11 @@ class FaqImporter:
             key = (faq.id, faq.language)
             if key in seen:
                 report.errors.append(
-                    RowError(str(path), line, f"duplicate id {faq.id!r} ({faq.language}) "
-                             f"first seen on line {seen[key]}")
+                    RowError(
+                        str(path),
+                        line,
+                        f"duplicate id {faq.id!r} ({faq.language}) first seen on line {seen[key]}",
+                    )
                 )
                 continue
             seen[key] = line

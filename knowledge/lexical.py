@@ -59,7 +59,10 @@ class LexicalIndex:
         return np.asarray(self._bm25.get_scores_from_ids(ids, weight_mask=weight))
 
     def search(
-        self, text: str, language: Language | None, k: int,
+        self,
+        text: str,
+        language: Language | None,
+        k: int,
         mask: np.ndarray[Any, Any] | None = None,
     ) -> list[tuple[int, float]]:
         """Top-``k`` (row, score) with a positive score, best first."""

@@ -2,14 +2,17 @@
 
 Dense (FAISS inner product) and lexical (BM25) candidate lists are fused by reciprocal rank
 fusion, grouped per article family, and the answer is given in the asker's language when the
-family has an article in it. Whether to answer at all is decided on the dense cosine of the best
-family: below a calibrated threshold the retriever abstains (the customer is offered a human).
+family has an article in it. Whether to answer at all is decided by the abstention model
+(:mod:`knowledge.abstention`, fitted by `belofte knowledge eval --calibrate`) or, without one, by
+the dense cosine of the best family against a threshold; on abstention the customer is offered a
+human.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -21,13 +24,22 @@ from typing import TYPE_CHECKING, Any, Literal
 import faiss
 import numpy as np
 
+from knowledge.abstention import AbstentionModel, AbstentionModelMismatchError, Signals
 from knowledge.articles import Audience, Chunk, Language
 from knowledge.encoders import Encoder, make_encoder
-from knowledge.index import KnowledgeStore, LoadedIndex, load_current, load_generation
+from knowledge.index import (
+    KnowledgeStore,
+    LoadedIndex,
+    load_current,
+    load_generation,
+    search_parameters,
+)
 from knowledge.lexical import LexicalIndex
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 Mode = Literal["dense", "lexical", "hybrid"]
 
@@ -91,10 +103,13 @@ class SuggestionSet:
     query: str
     language: Language
     abstained: bool
+    #: Dense-cosine threshold, or the abstention model's probability threshold when one is used.
     threshold: float
     suggestions: tuple[Suggestion, ...] = ()
     candidates: tuple[Suggestion, ...] = ()
     generation: int | None = None
+    #: P(the knowledge base cannot answer) from the abstention model (None without one).
+    abstain_probability: float | None = None
 
 
 @dataclass
@@ -129,6 +144,20 @@ def _build_state(loaded: LoadedIndex) -> _State:
     )
 
 
+def _empty_signals(text: str) -> Signals:
+    return Signals(
+        text=text,
+        query_vec=None,
+        dense_families=(),
+        lexical_families=(),
+        bm25_scores=(),
+        query_terms=(),
+        known_terms=0,
+        top_family_terms=frozenset(),
+        hybrid_confidence=0.0,
+    )
+
+
 def suggestion_id(family_id: str, language: str, answer: str) -> str:
     """Stable id: same family, language and answer text give the same id across rebuilds."""
     raw = f"{family_id}\x00{language}\x00{answer}".encode()
@@ -148,6 +177,18 @@ def resolve_threshold(store: KnowledgeStore, encoder: Encoder, configured: float
     return DEFAULT_THRESHOLDS.get(encoder.name, 0.5)
 
 
+def load_abstention_model(store: KnowledgeStore, encoder: Encoder) -> AbstentionModel | None:
+    """The abstention model fitted for ``encoder``; None (with a warning) if there is none or
+    it was fitted with another encoder: its reference vectors and scales would be meaningless."""
+    try:
+        return AbstentionModel.load(store.root, encoder)
+    except AbstentionModelMismatchError as exc:
+        logger.warning("ignoring %s: %s", store.root / "abstention.json", exc)
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("unreadable %s: %s", store.root / "abstention.json", exc)
+    return None
+
+
 class Retriever:
     """Answers questions from the current knowledge index; reloads new generations live.
 
@@ -161,6 +202,10 @@ class Retriever:
         reload_interval: seconds between cheap checks for a new generation during queries
             (0 = only when :meth:`reload_if_changed` is called).
         search_threads: FAISS OpenMP threads; 1 is fastest for single queries.
+        abstention: the abstention model to use; by default the one fitted by
+            `belofte knowledge eval --calibrate` for this encoder (``abstention.json`` beside
+            the index), unless ``threshold`` is given or ``use_abstention_model`` is False.
+            Without a model, the retriever abstains below the dense-cosine threshold.
     """
 
     def __init__(
@@ -174,10 +219,18 @@ class Retriever:
         depth: int = 50,
         reload_interval: float = 5.0,
         search_threads: int = 1,
+        abstention: AbstentionModel | None = None,
+        use_abstention_model: bool = True,
     ) -> None:
         self.store = store
         self.encoder = encoder
         self.threshold = resolve_threshold(store, encoder, threshold)
+        # A configured threshold is an explicit override of the learned model.
+        self.abstention: AbstentionModel | None = None
+        if abstention is not None:
+            self.abstention = abstention
+        elif threshold is None and use_abstention_model:
+            self.abstention = load_abstention_model(store, encoder)
         # k=20 and dense weight 2 were chosen on the Lumen evaluation set (recall@3 0.943 vs
         # 0.923 for the textbook k=60, weight 1); any weight in 1.5-3 is within 0.01.
         self.rrf_k = rrf_k
@@ -281,12 +334,10 @@ class Retriever:
     ) -> list[tuple[int, float]]:
         index = state.loaded.index
         k = min(depth, index.ntotal)
-        if state.loaded.manifest.kind == "hnsw":
-            ef = max(state.loaded.manifest.ef_search or 64, k)
-            # (missing from faiss's type stubs, present in the library)
-            params: Any = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]
-        else:
-            params = faiss.SearchParameters()
+        selectivity = 1.0
+        if selector is not None:  # fraction of chunks the filter lets through
+            selectivity = float(np.unpackbits(selector[1]).sum()) / max(index.ntotal, 1)
+        params = search_parameters(state.loaded.manifest, k, selectivity)
         if selector is not None:
             params.sel = selector[0]
         scores, ids = index.search(query.reshape(1, -1), k, params=params)
@@ -312,11 +363,58 @@ class Retriever:
             audience: only articles for this audience (``customer`` on customer channels).
             tags: only articles with at least one of these tags.
         """
+        hits, _ = self._search(
+            text,
+            k=k,
+            mode=mode,
+            language=language,
+            languages=languages,
+            audience=audience,
+            tags=tags,
+            with_signals=False,
+        )
+        return hits
+
+    def search_with_signals(
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        language: Language | None = None,
+        audience: Audience | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> tuple[list[SearchHit], Signals]:
+        """Hybrid :meth:`search` plus the signals the abstention model decides on."""
+        hits, signals = self._search(
+            text,
+            k=k,
+            mode="hybrid",
+            language=language,
+            languages=None,
+            audience=audience,
+            tags=tags,
+            with_signals=True,
+        )
+        assert signals is not None
+        return hits, signals
+
+    def _search(
+        self,
+        text: str,
+        *,
+        k: int,
+        mode: Mode,
+        language: Language | None,
+        languages: Sequence[Language] | None,
+        audience: Audience | None,
+        tags: Sequence[str] | None,
+        with_signals: bool,
+    ) -> tuple[list[SearchHit], Signals | None]:
         self._maybe_reload()
         state = self._state  # one consistent generation for the whole query
         mask, selector = self._mask(state, audience, languages, tags)
         if mask is not None and not mask.any():
-            return []
+            return [], (_empty_signals(text) if with_signals else None)
         query_vec: np.ndarray[Any, Any] | None = None
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
@@ -366,7 +464,48 @@ class Retriever:
                     url=answer_chunk.url,
                 )
             )
-        return hits
+        if not with_signals:
+            return hits, None
+        return hits, self._signals(state, text, language, dense, lexical, query_vec, hits)
+
+    def _signals(
+        self,
+        state: _State,
+        text: str,
+        language: Language | None,
+        dense: list[tuple[int, float]],
+        lexical: list[tuple[int, float]],
+        query_vec: np.ndarray[Any, Any] | None,
+        hits: list[SearchHit],
+    ) -> Signals:
+        """What the abstention model needs from one hybrid retrieval pass."""
+        chunks = state.chunks
+
+        def per_family(ranked: list[tuple[int, float]]) -> tuple[tuple[str, float], ...]:
+            seen: dict[str, float] = {}
+            for row, score in ranked:
+                seen.setdefault(chunks[row].family_id, score)
+            return tuple(seen.items())
+
+        analyzer = state.lexical.analyzer
+        terms = tuple(dict.fromkeys(analyzer.tokens(text, language)))
+        top_terms: set[str] = set()
+        if hits:
+            for row in state.family_rows[hits[0].family_id]:
+                chunk = chunks[row]
+                top_terms.update(analyzer.tokens(chunk.text, language or chunk.language))
+        return Signals(
+            text=text,
+            query_vec=query_vec,
+            dense_families=per_family(dense),
+            lexical_families=per_family(lexical),
+            bm25_scores=tuple(score for _, score in lexical),
+            query_terms=terms,
+            # bm25s leaves out-of-vocabulary tokens out of the ids it returns.
+            known_terms=len(state.lexical._bm25.get_tokens_ids(list(terms))),
+            top_family_terms=frozenset(top_terms),
+            hybrid_confidence=hits[0].confidence if hits else 0.0,
+        )
 
     @staticmethod
     def _confidence(
@@ -418,7 +557,15 @@ class Retriever:
         tags: Sequence[str] | None = None,
     ) -> SuggestionSet:
         """Up to ``k`` next-best answers (one per article family) or an abstention."""
-        hits = self.search(text, k=k, language=language, audience=audience, tags=tags)
+        model = self.abstention
+        probability: float | None = None
+        if model is not None:
+            hits, signals = self.search_with_signals(
+                text, k=k, language=language, audience=audience, tags=tags
+            )
+            abstained, probability = model.abstain(signals)
+        else:
+            hits = self.search(text, k=k, language=language, audience=audience, tags=tags)
         candidates = tuple(
             Suggestion(
                 suggestion_id=suggestion_id(h.family_id, h.language, h.answer),
@@ -434,12 +581,16 @@ class Retriever:
             )
             for h in hits
         )
-        abstained = not candidates or candidates[0].confidence < self.threshold
+        if model is None:
+            abstained = not candidates or candidates[0].confidence < self.threshold
+        else:
+            abstained = abstained or not candidates
         return SuggestionSet(
             query=text,
             language=language,
             abstained=abstained,
-            threshold=self.threshold,
+            threshold=self.threshold if model is None else model.threshold,
+            abstain_probability=probability,
             suggestions=() if abstained else candidates,
             candidates=candidates,
             generation=self.generation,
@@ -457,4 +608,3 @@ def write_calibration(
     tmp.write_text(json.dumps(data, indent=1), "utf-8")
     os.replace(tmp, store.calibration_path)
     return store.calibration_path
-

@@ -59,7 +59,7 @@ def test_messages_without_language_signal_keep_the_conversation_language(
 
 
 def test_clean_text_drops_postcodes_and_annotation_markup() -> None:
-    assert clean_text("storing in [3511 AB](postcode) voor [wifi]{\"entity\": \"service\"}!") == (
+    assert clean_text('storing in [3511 AB](postcode) voor [wifi]{"entity": "service"}!') == (
         "storing in voor wifi"
     )
 

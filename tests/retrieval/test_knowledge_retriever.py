@@ -35,8 +35,12 @@ def test_answer_comes_in_askers_language(retriever: Retriever) -> None:
 
 
 def test_english_question_finds_dutch_only_article(retriever: Retriever) -> None:
-    hits = retriever.search("Where do I enter my gas and electricity meter readings?",
-                            k=3, language="en", audience="customer")
+    hits = retriever.search(
+        "Where do I enter my gas and electricity meter readings?",
+        k=3,
+        language="en",
+        audience="customer",
+    )
     assert "meter-reading" in [h.family_id for h in hits]
     hit = next(h for h in hits if h.family_id == "meter-reading")
     assert hit.language == "nl"
@@ -62,15 +66,17 @@ def test_language_and_tag_filters(retriever: Retriever) -> None:
 
 
 def test_suggestions_one_per_family_with_stable_ids(retriever: Retriever) -> None:
-    first = retriever.suggest("Ik ga verhuizen, wat moet ik doen?", language="nl",
-                              audience="customer")
+    first = retriever.suggest(
+        "Ik ga verhuizen, wat moet ik doen?", language="nl", audience="customer"
+    )
     assert not first.abstained
     assert 1 <= len(first.suggestions) <= 3
     families = [s.family_id for s in first.suggestions]
     assert len(set(families)) == len(families)
     assert families[0] == "moving-house"
-    again = retriever.suggest("Ik ga verhuizen, wat moet ik doen?", language="nl",
-                              audience="customer")
+    again = retriever.suggest(
+        "Ik ga verhuizen, wat moet ik doen?", language="nl", audience="customer"
+    )
     assert [s.suggestion_id for s in again.suggestions] == [
         s.suggestion_id for s in first.suggestions
     ]
@@ -98,9 +104,7 @@ def test_modes_rank_differently(retriever: Retriever) -> None:
     assert np.isclose(dense[0].score, dense[0].confidence)
 
 
-def test_cli_search_json_and_queries_file(
-    tmp_path: Path, built_store: KnowledgeStore
-) -> None:
+def test_cli_search_json_and_queries_file(tmp_path: Path, built_store: KnowledgeStore) -> None:
     from bot.settings import get_settings
     from knowledge.cli import app
 

@@ -1,0 +1,483 @@
+"""Should the retriever answer at all? A learned abstention model over retrieval signals.
+
+A threshold on the best dense cosine alone cannot tell "storing bij KPN" from "storing bij
+jullie": e5 similarities of near-domain questions crowd around the same values. The model here
+combines signals that each see a different side of the question:
+
+* dense: best and second family cosine, their gap, how far the best stands out of the top 10;
+* lexical: best BM25 score, its z-score against the query's candidate scores, the share of the
+  query's terms the knowledge base knows at all (out-of-vocabulary rate) and the share found
+  in the best family's own text (coverage);
+* agreement: do dense and lexical put the same family first, how many of their top-5 agree;
+* reference questions written independently of the evaluation set (Rasa NLU examples of
+  in-domain intents vs ``out_of_scope``): nearest-neighbour cosines to each side;
+* a product rule as a feature: the question names another provider (``competitors.txt``):
+  we cannot answer about a competitor's outages or prices.
+
+The scorer is a standardised logistic regression (plain numbers, stored as JSON beside the
+index, tied to the encoder that produced the vectors); its decision threshold is chosen on
+out-of-fold probabilities so that it keeps the wanted answer rate on questions it has not seen.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from knowledge.encoders import Encoder
+
+MODEL_FILE = "abstention.json"
+FORMAT_VERSION = 1
+
+_HERE = Path(__file__).parent
+COMPETITORS_FILE = _HERE / "competitors.txt"
+
+#: Rasa NLU intents whose examples are questions a contact-centre assistant should handle.
+IN_DOMAIN_INTENTS = ("ask_question", "outage_status", "report_outage", "ask_eta")
+OUT_OF_DOMAIN_INTENTS = ("out_of_scope",)
+
+FEATURES: tuple[str, ...] = (
+    "dense_top1",
+    "dense_top2",
+    "dense_gap",
+    "dense_peak",
+    "hybrid_confidence",
+    "bm25_top1_log",
+    "bm25_z",
+    "oov_rate",
+    "coverage",
+    "query_terms_log",
+    "top1_agree",
+    "top5_overlap",
+    "ref_in_domain",
+    "ref_out_of_domain",
+    "ref_margin",
+    "competitor",
+)
+
+
+class AbstentionModelMismatchError(ValueError):
+    """The stored abstention model was fitted with another encoder (or format)."""
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What one retrieval pass knows about a query, before deciding whether to answer.
+
+    ``dense_families`` and ``lexical_families`` are (family, score) best first, one entry per
+    family; ``bm25_scores`` are the lexical candidate scores (best first, positives only).
+    """
+
+    text: str
+    query_vec: np.ndarray[Any, Any] | None
+    dense_families: tuple[tuple[str, float], ...]
+    lexical_families: tuple[tuple[str, float], ...]
+    bm25_scores: tuple[float, ...]
+    query_terms: tuple[str, ...]
+    known_terms: int
+    top_family_terms: frozenset[str]
+    hybrid_confidence: float
+
+
+def load_competitors(path: Path = COMPETITORS_FILE) -> tuple[str, ...]:
+    """Lower-cased provider names, one a line (``#`` comments allowed)."""
+    if not path.is_file():
+        return ()
+    names = []
+    for line in path.read_text("utf-8").splitlines():
+        line = line.split("#", 1)[0].strip().lower()
+        if line:
+            names.append(line)
+    return tuple(names)
+
+
+def _competitor_pattern(names: Sequence[str]) -> re.Pattern[str] | None:
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+def load_reference_questions(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """(in-domain, out-of-domain) example questions from Rasa NLU files."""
+    inside: list[str] = []
+    outside: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        for item in data.get("nlu", []) or []:
+            intent = item.get("intent")
+            if intent not in IN_DOMAIN_INTENTS and intent not in OUT_OF_DOMAIN_INTENTS:
+                continue
+            examples = [
+                re.sub(r"\[([^\]]+)\]\([^)]*\)|\[([^\]]+)\]\{[^}]*\}", r"\1\2", line[2:]).strip()
+                for line in str(item.get("examples", "")).splitlines()
+                if line.strip().startswith("- ")
+            ]
+            (inside if intent in IN_DOMAIN_INTENTS else outside).extend(e for e in examples if e)
+    return inside, outside
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -500 else 0.0
+
+
+class AbstentionModel:
+    """Logistic model of P(the knowledge base cannot answer | signals) plus a threshold.
+
+    Args:
+        encoder_name / encoder_version: the encoder whose vectors the model was fitted on.
+        mean / scale / coef / intercept: the standardised logistic regression over FEATURES.
+        threshold: abstain when P(unanswerable) >= threshold.
+        in_refs / out_refs: reference question vectors (in-domain / out-of-domain).
+        competitors: provider names that make a question about someone else.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder_name: str,
+        encoder_version: str,
+        mean: Sequence[float],
+        scale: Sequence[float],
+        coef: Sequence[float],
+        intercept: float,
+        threshold: float,
+        in_refs: np.ndarray[Any, Any],
+        out_refs: np.ndarray[Any, Any],
+        competitors: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not len(mean) == len(scale) == len(coef) == len(FEATURES):
+            raise ValueError("abstention model does not match the feature list")
+        self.encoder_name = encoder_name
+        self.encoder_version = encoder_version
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+        self.threshold = float(threshold)
+        self.in_refs = np.asarray(in_refs, dtype=np.float32).reshape(-1, in_refs.shape[-1])
+        self.out_refs = np.asarray(out_refs, dtype=np.float32).reshape(-1, out_refs.shape[-1])
+        self.competitors = tuple(competitors)
+        self.metadata = dict(metadata or {})
+        self._competitor_re = _competitor_pattern(self.competitors)
+
+    # -- features ------------------------------------------------------------------------------
+
+    def features(self, signals: Signals) -> np.ndarray[Any, Any]:
+        """The FEATURES vector of one query."""
+        return extract_features(signals, self.in_refs, self.out_refs, self._competitor_re)
+
+    def probability(self, signals: Signals) -> float:
+        """P(unanswerable)."""
+        return self.probability_of(self.features(signals))
+
+    def probability_of(self, features: np.ndarray[Any, Any]) -> float:
+        """P(unanswerable) of a precomputed feature vector."""
+        z = (features - self.mean) / self.scale
+        return _sigmoid(float(z @ self.coef) + self.intercept)
+
+    def abstain(self, signals: Signals) -> tuple[bool, float]:
+        """(abstain?, P(unanswerable))."""
+        if not signals.dense_families and not signals.lexical_families:
+            return True, 1.0
+        p = self.probability(signals)
+        return p >= self.threshold, p
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "format": FORMAT_VERSION,
+            "encoder": self.encoder_name,
+            "encoder_version": self.encoder_version,
+            "features": list(FEATURES),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "competitors": list(self.competitors),
+            "dim": int(self.in_refs.shape[-1]),
+            "in_refs": _encode_vectors(self.in_refs),
+            "out_refs": _encode_vectors(self.out_refs),
+            "metadata": self.metadata,
+        }
+
+    def save(self, root: Path) -> Path:
+        """Write ``root/abstention.json`` atomically."""
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / MODEL_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json()), "utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], encoder: Encoder) -> AbstentionModel:
+        """Rebuild a model; refuses one fitted with another encoder or feature list."""
+        if data.get("format") != FORMAT_VERSION or tuple(data.get("features", ())) != FEATURES:
+            raise AbstentionModelMismatchError("abstention model has another format or features")
+        if data.get("encoder") != encoder.name or data.get("encoder_version") != encoder.version:
+            raise AbstentionModelMismatchError(
+                f"abstention model was fitted with {data.get('encoder')} "
+                f"({data.get('encoder_version')}), not {encoder.name} ({encoder.version})"
+            )
+        return cls(
+            encoder_name=data["encoder"],
+            encoder_version=data["encoder_version"],
+            mean=data["mean"],
+            scale=data["scale"],
+            coef=data["coef"],
+            intercept=data["intercept"],
+            threshold=data["threshold"],
+            in_refs=_decode_vectors(data["in_refs"], int(data["dim"])),
+            out_refs=_decode_vectors(data["out_refs"], int(data["dim"])),
+            competitors=data.get("competitors", ()),
+            metadata=data.get("metadata", {}),
+        )
+
+    @classmethod
+    def load(cls, root: Path, encoder: Encoder) -> AbstentionModel | None:
+        """The stored model for ``encoder``, or None if there is none (mismatch raises)."""
+        path = root / MODEL_FILE
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+        return cls.from_json(data, encoder)
+
+
+def _encode_vectors(vectors: np.ndarray[Any, Any]) -> str:
+    """float32 little-endian, base64 (a quarter of the size of JSON numbers)."""
+    return base64.b64encode(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _decode_vectors(text: str, dim: int) -> np.ndarray[Any, Any]:
+    raw = np.frombuffer(base64.b64decode(text), dtype="<f4")
+    return raw.astype(np.float32).reshape(-1, dim)
+
+
+def extract_features(
+    s: Signals,
+    in_refs: np.ndarray[Any, Any],
+    out_refs: np.ndarray[Any, Any],
+    competitor_re: re.Pattern[str] | None,
+) -> np.ndarray[Any, Any]:
+    """FEATURES of one query (see the module docstring)."""
+    dense = [score for _, score in s.dense_families]
+    d1 = dense[0] if dense else 0.0
+    d2 = dense[1] if len(dense) > 1 else 0.0
+    peak = d1 - float(np.mean(dense[:10])) if dense else 0.0
+    bm = np.asarray(s.bm25_scores, dtype=np.float64)
+    b1 = float(bm[0]) if bm.size else 0.0
+    bz = float((b1 - bm.mean()) / bm.std()) if bm.size > 1 and bm.std() > 0 else 0.0
+    n_terms = len(s.query_terms)
+    oov = 1.0 - s.known_terms / n_terms if n_terms else 1.0
+    coverage = sum(t in s.top_family_terms for t in s.query_terms) / n_terms if n_terms else 0.0
+    dense_top = [f for f, _ in s.dense_families[:5]]
+    lex_top = [f for f, _ in s.lexical_families[:5]]
+    agree = float(bool(dense_top and lex_top and dense_top[0] == lex_top[0]))
+    overlap = len(set(dense_top) & set(lex_top)) / 5.0
+    ref_in = ref_out = 0.0
+    if s.query_vec is not None:
+        if len(in_refs):
+            ref_in = float(np.max(in_refs @ s.query_vec))
+        if len(out_refs):
+            ref_out = float(np.max(out_refs @ s.query_vec))
+    competitor = float(bool(competitor_re and competitor_re.search(s.text)))
+    return np.array(
+        [
+            d1,
+            d2,
+            d1 - d2,
+            peak,
+            s.hybrid_confidence,
+            math.log1p(b1),
+            bz,
+            oov,
+            coverage,
+            math.log1p(n_terms),
+            agree,
+            overlap,
+            ref_in,
+            ref_out,
+            ref_in - ref_out,
+            competitor,
+        ],
+        dtype=np.float64,
+    )
+
+
+# -- fitting ------------------------------------------------------------------------------------
+
+#: L2 strength of the logistic regression (sklearn's C; smaller = stronger). Chosen by repeated
+#: cross-validation on knowledge/eval/queries.yml among 0.03 / 0.1 / 0.3 / 1: with 44 negatives
+#: a strongly regularised model generalises best.
+DEFAULT_C = 0.03
+
+
+@dataclass(frozen=True)
+class HeldOutMetrics:
+    """Abstention quality on queries the model (and its threshold) never saw.
+
+    Averages over ``repeats`` shuffles of stratified ``folds``-fold cross-validation; inside
+    each training split the threshold is chosen on inner out-of-fold probabilities.
+    """
+
+    folds: int
+    repeats: int
+    abstain_recall: float
+    abstain_recall_std: float
+    abstain_precision: float
+    answer_rate: float
+    answer_precision: float
+
+
+def _fit_logistic(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], c: float
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], float]:
+    """(mean, scale, coef, intercept) of a class-balanced standardised logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    lr.fit((x - mean) / scale, y)
+    return mean, scale, lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
+
+
+def _predict(
+    params: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], float],
+    x: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    mean, scale, coef, intercept = params
+    z = ((x - mean) / scale) @ coef + intercept
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def _folds(y: np.ndarray[Any, Any], folds: int) -> int:
+    return min(folds, int(y.sum()), int((~y).sum()))
+
+
+def out_of_fold_probabilities(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], *, c: float, folds: int, seed: int
+) -> np.ndarray[Any, Any]:
+    """P(unanswerable) of every query from a model fitted without its fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = _folds(y, folds)
+    if k < 2:
+        return _predict(_fit_logistic(x, y, c), x)
+    p = np.zeros(len(y))
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+        p[test] = _predict(_fit_logistic(x[train], y[train], c), x[test])
+    return p
+
+
+def choose_threshold(
+    p: np.ndarray[Any, Any], unanswerable: np.ndarray[Any, Any], min_answer_rate: float
+) -> float:
+    """Abstain when p >= threshold: the most abstentions on unanswerable queries that still
+    answer ``min_answer_rate`` of the answerable ones (midpoints between observed values)."""
+    values = np.unique(p)
+    candidates = np.concatenate([(values[:-1] + values[1:]) / 2, [values[-1] + 1e-9]])
+    answerable = ~unanswerable
+    best: tuple[float, float, float] | None = None
+    for t in candidates:
+        abstain = p >= t
+        rec = float((abstain & unanswerable).sum() / max(1, unanswerable.sum()))
+        ans = float((~abstain & answerable).sum() / max(1, answerable.sum()))
+        if ans >= min_answer_rate and (best is None or (rec, ans) > (best[0], best[1])):
+            best = (rec, ans, float(t))
+    return best[2] if best is not None else float(candidates[-1])
+
+
+def cross_validate(
+    x: np.ndarray[Any, Any],
+    unanswerable: np.ndarray[Any, Any],
+    correct: np.ndarray[Any, Any],
+    *,
+    c: float = DEFAULT_C,
+    folds: int = 5,
+    repeats: int = 5,
+    min_answer_rate: float = 0.9,
+) -> HeldOutMetrics | None:
+    """Held-out abstention quality (nested: the threshold is picked inside each training split)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = unanswerable.astype(bool)
+    k = _folds(y, folds)
+    if k < 2:
+        return None
+    recalls, precisions, answer_rates, answer_precisions = [], [], [], []
+    for seed in range(repeats):
+        abstain = np.zeros(len(y), dtype=bool)
+        for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+            inner = out_of_fold_probabilities(x[train], y[train], c=c, folds=k, seed=seed)
+            t = choose_threshold(inner, y[train], min_answer_rate)
+            abstain[test] = _predict(_fit_logistic(x[train], y[train], c), x[test]) >= t
+        answered = ~abstain
+        recalls.append(float((abstain & y).sum() / y.sum()))
+        precisions.append(float((abstain & y).sum() / abstain.sum()) if abstain.any() else 1.0)
+        answer_rates.append(float((answered & ~y).sum() / (~y).sum()))
+        answer_precisions.append(
+            float((answered & correct).sum() / answered.sum()) if answered.any() else 1.0
+        )
+    return HeldOutMetrics(
+        folds=k,
+        repeats=repeats,
+        abstain_recall=float(np.mean(recalls)),
+        abstain_recall_std=float(np.std(recalls)),
+        abstain_precision=float(np.mean(precisions)),
+        answer_rate=float(np.mean(answer_rates)),
+        answer_precision=float(np.mean(answer_precisions)),
+    )
+
+
+def fit_model(
+    x: np.ndarray[Any, Any],
+    unanswerable: np.ndarray[Any, Any],
+    *,
+    encoder: Encoder,
+    in_refs: np.ndarray[Any, Any],
+    out_refs: np.ndarray[Any, Any],
+    competitors: Sequence[str],
+    c: float = DEFAULT_C,
+    folds: int = 5,
+    min_answer_rate: float = 0.9,
+    metadata: dict[str, Any] | None = None,
+) -> AbstentionModel:
+    """The model shipped: weights fitted on all queries, threshold chosen on their
+    out-of-fold probabilities (in-sample probabilities are over-confident)."""
+    y = unanswerable.astype(bool)
+    mean, scale, coef, intercept = _fit_logistic(x, y, c)
+    oof = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=0)
+    threshold = choose_threshold(oof, y, min_answer_rate)
+    return AbstentionModel(
+        encoder_name=encoder.name,
+        encoder_version=encoder.version,
+        mean=mean.tolist(),
+        scale=scale.tolist(),
+        coef=coef.tolist(),
+        intercept=intercept,
+        threshold=threshold,
+        in_refs=in_refs,
+        out_refs=out_refs,
+        competitors=competitors,
+        metadata={"C": c, "min_answer_rate": min_answer_rate, **(metadata or {})},
+    )

