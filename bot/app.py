@@ -20,10 +20,12 @@ from rasa_sdk.executor import ActionExecutor
 from actions import ActionContext, build_actions
 from bot import __version__
 from bot.actions_server import build_router
-from bot.api import conversations, health, suggestions
+from bot.api import conversations, health, outages, suggestions
 from bot.console import routes as console_routes
 from bot.conversation.service import ConversationService
 from bot.language import LanguageIdentifier
+from bot.promises.service import PromiseService
+from bot.promises.watch import PromiseWatch
 from bot.rasa_client import DialogueEngine, RasaClient
 from bot.settings import PROJECT_ROOT, Settings, get_settings
 from bot.storage.db import SessionFactory, get_sessionmaker
@@ -50,10 +52,16 @@ def create_app(
     dialogue: DialogueEngine | None = None,
     sessions: SessionFactory | None = None,
     knowledge: KnowledgeSuggester | None = None,
+    promises: PromiseService | None = None,
 ) -> FastAPI:
-    """The ASGI app. Defaults: the configured database, Rasa server and knowledge index."""
+    """The ASGI app. Defaults: the configured database, Rasa server and knowledge index.
+
+    ``promises`` defaults to a :class:`PromiseService` on the settings (its engine is fitted on
+    first use); the lifespan runs its renewal loop (:class:`PromiseWatch`).
+    """
     settings = settings or get_settings()
     sessions = sessions or get_sessionmaker(settings)
+    promises = promises or PromiseService(settings)
     knowledge = knowledge or load_knowledge(settings)
     identifier = LanguageIdentifier.from_nlu_data(
         PROJECT_ROOT / "data" / "nlu", settings.language_min_confidence
@@ -67,9 +75,15 @@ def create_app(
         app.state.conversations = ConversationService(
             settings, sessions, engine, identifier, knowledge
         )
-        yield
-        if owned and isinstance(engine, RasaClient):
-            await engine.aclose()
+        watch = PromiseWatch(promises, sessions, settings.promise_watch_interval_seconds)
+        app.state.promise_watch = watch
+        watch.start()
+        try:
+            yield
+        finally:
+            await watch.stop()
+            if owned and isinstance(engine, RasaClient):
+                await engine.aclose()
 
     app = FastAPI(
         title="Belofte",
@@ -79,6 +93,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sessions = sessions
+    app.state.promises = promises
 
     executor = ActionExecutor()
     for action in build_actions(
@@ -88,6 +103,7 @@ def create_app(
     app.include_router(build_router(executor))
     app.include_router(conversations.router)
     app.include_router(suggestions.router)
+    app.include_router(outages.router)
     app.include_router(health.router)
     app.include_router(console_routes.router)
     app.mount("/static", StaticFiles(directory=console_routes.STATIC_DIR), name="static")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from bot.promises.cli import app as promise_app
 from bot.settings import get_settings
 from knowledge.cli import app as knowledge_app
 
@@ -20,6 +22,7 @@ demo_app = typer.Typer(help="Demo data for a realistic provider.", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(promise_app, name="promise")
 
 
 @app.command()
@@ -92,6 +95,19 @@ def demo_seed(
             return
         report = seed_demo(session, now=datetime.now(UTC), seed=seed)
     typer.echo(f"Demo data loaded: {report.outages} outages, {len(report.active)} active")
+
+
+@demo_app.command("history")
+def demo_history(
+    out: Annotated[Path, typer.Argument(help="CSV file to write (canonical history format).")],
+    seed: Annotated[int, typer.Option(help="Random seed, as for `demo seed`.")] = 7,
+) -> None:
+    """Write the demo provider's outage history as a canonical CSV (for backtests)."""
+    from bot.demo.history import demo_incidents
+    from promise.history import write_canonical_csv
+
+    count = write_canonical_csv(demo_incidents(datetime.now(UTC), seed=seed), out)
+    typer.echo(f"Wrote {count} outages to {out}")
 
 
 def main() -> None:

@@ -110,7 +110,11 @@ class Settings(BaseSettings):
         """The Rasa API token, created once per ``BELOFTE_HOME`` when not configured."""
         if self.rasa_token is not None:
             return self.rasa_token.get_secret_value()
-        path = self.resolved_home / "rasa-token"
+        return self._generated_secret("rasa-token")
+
+    def _generated_secret(self, name: str) -> str:
+        """A random secret kept in ``$BELOFTE_HOME/name``, created (mode 600) on first use."""
+        path = self.resolved_home / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
@@ -166,6 +170,65 @@ class Settings(BaseSettings):
         description="FAISS threads for a query: one is fastest for single queries (no OpenMP "
         "fork/join); index builds use every core.",
     )
+
+    # -- promise engine (issue 4) ---------------------------------------------------------
+
+    promise_default_target: float = Field(
+        default=0.8,
+        gt=0.0,
+        lt=1.0,
+        description="Probability a promise is kept, for services without a supervisor-set target.",
+    )
+    promise_min_evidence: int = Field(
+        default=30,
+        ge=1,
+        description="Similar past outages (still open after as long as this one) needed before a "
+        "clock time is promised; below it only the time of the next update is given.",
+    )
+    promise_half_life_days: float = Field(
+        default=90.0,
+        gt=0.0,
+        description="Recency weighting of history: an outage this many days older counts half.",
+    )
+    promise_calibration_days: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="The most recent outages (by start) used to fit the conformal shift.",
+    )
+    promise_segments: list[str] = Field(
+        default=["service,cause,region", "service,cause", "service", ""],
+        description="Segments to pool history by, most specific first: comma-separated outage "
+        "fields or imported attributes (e.g. priority); the empty one pools everything.",
+    )
+    promise_renew_at_fraction: float = Field(
+        default=0.9,
+        gt=0.0,
+        lt=1.0,
+        description="Share of a promise's time after which, if the outage is still open, a new "
+        "promise is made and an apology queued for everyone who was told the old one.",
+    )
+    promise_next_update_minutes: int = Field(
+        default=60,
+        ge=5,
+        description="When there is too little evidence, customers are told when the next update "
+        "comes: this many minutes from now.",
+    )
+    promise_watch_interval_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="How often the service checks for promises about to break.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the operations feed (X-API-Key on /api/v1/outages) and supervisor "
+        "calls; generated into $BELOFTE_HOME/api-key if unset.",
+    )
+
+    def operations_api_key(self) -> str:
+        """The API key of the operations feed, created once per ``BELOFTE_HOME`` if not set."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return self._generated_secret("api-key")
 
     @property
     def knowledge_dir(self) -> Path:

@@ -22,7 +22,7 @@ class OutageView:
     service: str
     cause: str
     region_name: str
-    country: str
+    country: str | None
     started_at: datetime
     customers_affected: int
     postcodes: tuple[str, ...]
@@ -42,7 +42,7 @@ class ResolvedOutage:
     service: str
     cause: str
     region_name: str
-    country: str
+    country: str | None
     started_at: datetime
     resolved_at: datetime
     customers_affected: int

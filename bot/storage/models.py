@@ -58,13 +58,28 @@ CAUSES: Final = (
     "overload",
     "gas_leak",
 )
-#: Lifecycle of a promise ("fixed before 14:30").
-PROMISE_STATUSES: Final = ("suggested", "approved", "overridden", "kept", "broken")
+#: Lifecycle of a promise decision ("fixed before 14:30"): the engine suggests, a supervisor may
+#: approve or override, and a newer decision supersedes an older one.
+PROMISE_STATUSES: Final = ("suggested", "approved", "overridden", "superseded")
+#: How a promise told to someone turned out once the outage was resolved. ``no_deadline``: only the
+#: time of the next update was given, so there was no clock time to keep or break.
+PROMISE_OUTCOMES: Final = ("kept", "broken", "no_deadline")
+#: What a supervisor did to a promise (see :class:`PromiseAudit`).
+PROMISE_AUDIT_ACTIONS: Final = ("approve", "override")
+#: Kinds of messages recorded in the outbox (open-ended: channels may add kinds).
+OUTBOX_KINDS: Final = ("promise_renewed", "outage_fixed")
+#: Delivery state of an outbox message: ``failed`` is retried, ``dead`` is given up on.
+OUTBOX_STATUSES: Final = ("pending", "sent", "failed", "dead")
 LANGUAGES: Final = ("nl", "en")
 COUNTRIES: Final = ("NL", "BE")
 
 _LANGUAGE_CHECK = "language IN ('nl', 'en')"
 _COUNTRY_CHECK = "country IN ('NL', 'BE')"
+_TARGET_CHECK = "target_quantile > 0 AND target_quantile < 1"
+
+
+def _in_check(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -157,7 +172,13 @@ class Message(Base):
 
 
 class Outage(Base):
-    """A disruption of one service in one region; active while ``resolved_at`` is null."""
+    """A disruption of one service in one region; active while ``resolved_at`` is null.
+
+    Outages come from the operations feed (``POST /api/v1/outages``), history imports and the
+    demo seed; ``reference`` is their external id in all three. ``country`` is null for imported
+    history that does not say; ``attributes`` keeps the extra columns of an import (for example
+    a ServiceNow ``priority``) for the promise engine's segments.
+    """
 
     __tablename__ = "outages"
     __table_args__ = (
@@ -173,11 +194,17 @@ class Outage(Base):
     service: Mapped[str] = mapped_column(String(16))
     cause: Mapped[str] = mapped_column(String(32))
     region_name: Mapped[str] = mapped_column(String(100))
-    country: Mapped[str] = mapped_column(String(2))
+    country: Mapped[str | None] = mapped_column(String(2))
     started_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     customers_affected: Mapped[int] = mapped_column(Integer, default=0)
     description: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
+    #: Where the row came from: ``operations`` (the live feed) or an import's source label;
+    #: null for demo data and rows older than migration 0003.
+    source: Mapped[str | None] = mapped_column(String(64))
 
     areas: Mapped[list[OutageArea]] = relationship(
         back_populates="outage",
@@ -309,25 +336,156 @@ class Feedback(Base):
 
 
 class Promise(Base):
-    """A deadline communicated (or suggested) for fixing an outage, e.g. "before 14:30"."""
+    """A promise *decision* for an outage: what everyone is told about when it will be fixed.
+
+    The engine's suggestions are stored (status ``suggested``) whenever they change, so
+    supervisors can review what customers see; a supervisor's approval or override is a new row
+    (``approved``/``overridden``) and every older row becomes ``superseded``. ``deadline`` is null
+    when there was too little evidence for a clock time: then ``next_update_at`` says when
+    customers hear more. ``evidence`` is the engine's :meth:`promise.estimate.Estimate.to_dict`.
+    """
 
     __tablename__ = "promises"
     __table_args__ = (
-        CheckConstraint("target_quantile > 0 AND target_quantile < 1", name="target_quantile"),
+        CheckConstraint(_TARGET_CHECK, name="target_quantile"),
+        CheckConstraint(_in_check("status", PROMISE_STATUSES), name="status"),
+        CheckConstraint("deadline IS NOT NULL OR next_update_at IS NOT NULL", name="when"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"), index=True)
-    deadline: Mapped[datetime]
+    deadline: Mapped[datetime | None]
+    next_update_at: Mapped[datetime | None]
     #: The probability the promise engine aims for that the outage is fixed by ``deadline``.
     target_quantile: Mapped[float] = mapped_column(Float)
     #: One of :data:`PROMISE_STATUSES`.
     status: Mapped[str] = mapped_column(String(16), default="suggested")
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     made_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: ``engine`` for suggestions, the supervisor for approvals and overrides.
     made_by: Mapped[str | None] = mapped_column(String(200))
-    note: Mapped[str | None] = mapped_column(Text)
+    #: Why a supervisor overrode (required then) or approved (optional).
+    reason: Mapped[str | None] = mapped_column(Text)
 
     outage: Mapped[Outage] = relationship(back_populates="promises")
+
+
+class PromiseGiven(Base):
+    """A promise told to someone: who, where, when, and how it turned out.
+
+    At most one row per (decision, channel, recipient), so telling the same person the same
+    promise twice is recorded once. ``outcome`` is filled when the outage is resolved (see
+    :data:`PROMISE_OUTCOMES`); ``renewed_at`` when a newer promise replaced this one before it
+    broke (and, for subscribers, an apology with the new time was queued in the outbox).
+    """
+
+    __tablename__ = "promises_given"
+    __table_args__ = (
+        UniqueConstraint("promise_id", "channel", "recipient"),
+        CheckConstraint(_LANGUAGE_CHECK, name="language"),
+        CheckConstraint(_TARGET_CHECK, name="target_quantile"),
+        CheckConstraint(_in_check("outcome", PROMISE_OUTCOMES), name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promise_id: Mapped[int] = mapped_column(
+        ForeignKey("promises.id", ondelete="CASCADE"), index=True
+    )
+    outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"), index=True)
+    given_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel: Mapped[str] = mapped_column(String(16))
+    #: The address on ``channel``: a phone number, a chat id, a conversation id.
+    recipient: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    deadline: Mapped[datetime | None]
+    next_update_at: Mapped[datetime | None]
+    target_quantile: Mapped[float] = mapped_column(Float)
+    #: What the promise rested on: ``n`` similar outages, ``segment``, ``method_version``.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    scored_at: Mapped[datetime | None]
+    renewed_at: Mapped[datetime | None]
+
+    promise: Mapped[Promise] = relationship()
+
+
+class PromiseAudit(Base):
+    """A supervisor's approval or override of a promise: who, when, why, old and new deadline."""
+
+    __tablename__ = "promise_audit"
+    __table_args__ = (
+        CheckConstraint(_in_check("action", PROMISE_AUDIT_ACTIONS), name="action"),
+        Index("ix_promise_audit_outage_at", "outage_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The decision the action created.
+    promise_id: Mapped[int] = mapped_column(
+        ForeignKey("promises.id", ondelete="CASCADE"), index=True
+    )
+    outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    old_deadline: Mapped[datetime | None]
+    new_deadline: Mapped[datetime | None]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromiseTarget(Base):
+    """The probability a promise is kept, chosen by supervisors for one service."""
+
+    __tablename__ = "promise_targets"
+    __table_args__ = (CheckConstraint(_TARGET_CHECK, name="target_quantile"),)
+
+    service: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target_quantile: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A message to send to a customer, recorded in the same transaction as its reason.
+
+    ``payload`` holds a template key and its parameters (``{"template": ..., "params": {...}}``),
+    never text: the channels render it in ``language``. ``dedupe_key`` is unique, so the same
+    message (``fixed:<outage>:<subscription>``, ...) can never be queued twice, even by two
+    workers at once. Delivery (``status``, ``attempts``, ``next_attempt_at``) belongs to the
+    channel workers.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_LANGUAGE_CHECK, name="language"),
+        CheckConstraint(_in_check("status", OUTBOX_STATUSES), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: One of :data:`OUTBOX_KINDS`.
+    kind: Mapped[str] = mapped_column(String(32))
+    outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"), index=True)
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="SET NULL"), index=True
+    )
+    promise_given_id: Mapped[int | None] = mapped_column(
+        ForeignKey("promises_given.id", ondelete="SET NULL"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Handoff(Base):

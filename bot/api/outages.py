@@ -1,0 +1,337 @@
+"""The outage feed, the promise for an outage, and the supervisors' promise calls.
+
+- ``POST /api/v1/outages``, ``PATCH /api/v1/outages/{reference}``: the network operations
+  system reports and updates outages (``X-API-Key``). Setting ``resolved_at`` resolves the outage:
+  every promise given is scored and subscribers get a "fixed" message in the outbox.
+- ``GET /api/v1/outages/{reference}/promise``: the promise everyone is told (no key: the agents'
+  console reads it).
+- ``POST .../promise/approve``, ``POST .../promise/override``, ``GET /api/v1/promise-targets``,
+  ``PUT /api/v1/promise-targets/{service}``: supervisors (``X-API-Key`` until there are logins).
+
+The handlers are plain functions, run in FastAPI's thread pool: they use the blocking database
+session, and a promise may first refit the engine, which takes seconds on a large history.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from bot.api.outage_schemas import (
+    ApproveIn,
+    OutageIn,
+    OutageOut,
+    OutagePatch,
+    OverrideIn,
+    PromiseOut,
+    TargetIn,
+    TargetOut,
+)
+from bot.api.schemas import ErrorOut
+from bot.promises.service import (
+    InvalidPromise,
+    OutageResolved,
+    PromiseService,
+    PromiseView,
+    TargetView,
+)
+from bot.storage.db import SessionFactory
+from bot.storage.models import SERVICES, Outage, OutageArea
+
+router = APIRouter(prefix="/api/v1", tags=["outages"])
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="The operations API key (BELOFTE_API_KEY, or the file $BELOFTE_HOME/api-key).",
+)
+
+Reference = Annotated[
+    str, Path(min_length=1, max_length=32, description="The outage's reference, e.g. STO-25-00123.")
+]
+
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
+_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut}}
+_INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut}}
+
+
+def require_api_key(
+    request: Request, api_key: Annotated[str | None, Security(_api_key_header)]
+) -> None:
+    """401 unless the ``X-API-Key`` header holds the operations API key."""
+    if not api_key:
+        raise HTTPException(status_code=401, detail="missing X-API-Key header")
+    expected: str = request.app.state.settings.operations_api_key()
+    # Constant-time comparison: the time taken must not reveal how much of the key matched.
+    if not secrets.compare_digest(api_key.encode("utf-8"), expected.encode("utf-8")):
+        raise HTTPException(status_code=401, detail="invalid API key")
+
+
+ApiKey = Depends(require_api_key)
+
+
+def _sessions(request: Request) -> SessionFactory:
+    sessions: SessionFactory = request.app.state.sessions
+    return sessions
+
+
+def _promises(request: Request) -> PromiseService:
+    service: PromiseService = request.app.state.promises
+    return service
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _load(session: Session, reference: str, *, lock: bool = False) -> Outage:
+    query = select(Outage).where(Outage.reference == reference).options(selectinload(Outage.areas))
+    if lock:
+        query = query.with_for_update(of=Outage)
+    outage = session.scalars(query).one_or_none()
+    if outage is None:
+        raise HTTPException(status_code=404, detail=f"unknown outage {reference!r}")
+    return outage
+
+
+def _outage_out(outage: Outage) -> OutageOut:
+    return OutageOut.model_validate(
+        {
+            "reference": outage.reference,
+            "service": outage.service,
+            "cause": outage.cause,
+            "region_name": outage.region_name,
+            "country": outage.country,
+            "started_at": outage.started_at,
+            "resolved_at": outage.resolved_at,
+            "customers_affected": outage.customers_affected,
+            "postcodes": sorted({area.postcode_prefix for area in outage.areas}),
+            "description": outage.description,
+            "attributes": dict(outage.attributes or {}),
+        }
+    )
+
+
+def _promise_out(view: PromiseView) -> PromiseOut:
+    return PromiseOut.model_validate(view.to_dict())
+
+
+def _target_out(view: TargetView) -> TargetOut:
+    return TargetOut(
+        service=view.service,
+        target=view.target,
+        updated_by=view.updated_by,
+        updated_at=view.updated_at,
+    )
+
+
+def _set_areas(outage: Outage, country: str | None, prefixes: list[str]) -> None:
+    """Make the outage's areas exactly ``prefixes`` in ``country``, keeping unchanged rows.
+
+    Kept rows are updated in place rather than deleted and re-inserted: the unit of work inserts
+    before it deletes, which would trip the unique (outage, country, prefix) constraint.
+    """
+    if not prefixes:
+        outage.areas.clear()
+        return
+    if country is None:
+        raise HTTPException(status_code=422, detail="country is required when postcodes are given")
+    wanted = set(prefixes)
+    for area in list(outage.areas):
+        if area.postcode_prefix in wanted:
+            area.country = country
+            wanted.discard(area.postcode_prefix)
+        else:
+            outage.areas.remove(area)
+    for prefix in sorted(wanted):
+        outage.areas.append(OutageArea(country=country, postcode_prefix=prefix))
+
+
+@router.post(
+    "/outages",
+    status_code=201,
+    response_model=OutageOut,
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_CONFLICT, **_INVALID},
+)
+def create_outage(body: OutageIn, request: Request) -> OutageOut:
+    """Report a new outage (operations feed). 409 when the reference is already known."""
+    conflict = HTTPException(status_code=409, detail=f"outage {body.reference!r} already exists")
+    try:
+        with _sessions(request)() as session, session.begin():
+            exists = session.scalar(select(Outage.id).where(Outage.reference == body.reference))
+            if exists is not None:
+                raise conflict
+            outage = Outage(
+                reference=body.reference,
+                service=body.service,
+                cause=body.cause,
+                region_name=body.region_name,
+                country=body.country,
+                started_at=body.started_at,
+                resolved_at=body.resolved_at,
+                customers_affected=body.customers_affected,
+                description=body.description,
+                attributes=dict(body.attributes),
+                source="operations",
+            )
+            _set_areas(outage, body.country, body.postcodes)
+            session.add(outage)
+            session.flush()
+            result = _outage_out(outage)
+    except IntegrityError as exc:
+        # Another request created the same reference between our check and our commit.
+        raise conflict from exc
+    return result
+
+
+@router.patch(
+    "/outages/{reference}",
+    response_model=OutageOut,
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_NOT_FOUND, **_INVALID},
+)
+def update_outage(reference: Reference, body: OutagePatch, request: Request) -> OutageOut:
+    """Change the fields sent; ``resolved_at`` resolves the outage (scores promises, tells
+    subscribers). Sending ``resolved_at`` again corrects it and re-scores."""
+    now = _now()
+    sent = body.model_fields_set
+    with _sessions(request)() as session, session.begin():
+        outage = _load(session, reference, lock=True)
+        for name in (
+            "service",
+            "cause",
+            "region_name",
+            "country",
+            "started_at",
+            "customers_affected",
+            "description",
+        ):
+            if name in sent:
+                setattr(outage, name, getattr(body, name))
+        if body.attributes is not None:
+            outage.attributes = dict(body.attributes)
+        if body.postcodes is not None:
+            _set_areas(outage, outage.country, body.postcodes)
+        elif "country" in sent:
+            _set_areas(outage, outage.country, [area.postcode_prefix for area in outage.areas])
+        resolved_at = body.resolved_at or outage.resolved_at
+        if resolved_at is not None and resolved_at < outage.started_at:
+            raise HTTPException(status_code=422, detail="resolved_at is before started_at")
+        session.flush()
+        if body.resolved_at is not None:
+            try:
+                _promises(request).resolve(session, outage.id, body.resolved_at, now)
+            except InvalidPromise as exc:
+                raise HTTPException(status_code=422, detail=str(exc)) from exc
+        result = _outage_out(outage)
+    return result
+
+
+@router.get(
+    "/outages/{reference}/promise",
+    response_model=PromiseOut,
+    responses={**_NOT_FOUND, **_CONFLICT},
+)
+def get_promise(reference: Reference, request: Request) -> PromiseOut:
+    """The promise for the outage as everyone is told it, with its explanation.
+
+    409 when the outage is resolved: there is nothing left to promise.
+    """
+    now = _now()
+    with _sessions(request)() as session, session.begin():
+        outage = _load(session, reference)
+        try:
+            view = _promises(request).current(session, outage.id, now)
+        except OutageResolved as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        assert view is not None  # the outage exists
+        return _promise_out(view)
+
+
+@router.post(
+    "/outages/{reference}/promise/approve",
+    response_model=PromiseOut,
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT, **_INVALID},
+)
+def approve_promise(reference: Reference, body: ApproveIn, request: Request) -> PromiseOut:
+    """Approve the suggested promise: from now on everyone is told it (supervisors)."""
+    now = _now()
+    with _sessions(request)() as session, session.begin():
+        outage = _load(session, reference)
+        try:
+            view = _promises(request).approve(session, outage.id, body.actor, now)
+        except OutageResolved as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        except InvalidPromise as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return _promise_out(view)
+
+
+@router.post(
+    "/outages/{reference}/promise/override",
+    response_model=PromiseOut,
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT, **_INVALID},
+)
+def override_promise(reference: Reference, body: OverrideIn, request: Request) -> PromiseOut:
+    """Replace the promise by a deadline of the supervisor's, with a reason (audited)."""
+    now = _now()
+    with _sessions(request)() as session, session.begin():
+        outage = _load(session, reference)
+        try:
+            view = _promises(request).override(
+                session, outage.id, body.deadline, body.reason, body.actor, now
+            )
+        except OutageResolved as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        except InvalidPromise as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return _promise_out(view)
+
+
+@router.get(
+    "/promise-targets",
+    response_model=list[TargetOut],
+    dependencies=[ApiKey],
+    responses=_UNAUTHORIZED,
+)
+def list_targets(request: Request) -> list[TargetOut]:
+    """The target of every service (the default where supervisors set none)."""
+    with _sessions(request)() as session:
+        return [_target_out(view) for view in _promises(request).targets(session)]
+
+
+@router.put(
+    "/promise-targets/{service}",
+    response_model=TargetOut,
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_INVALID},
+)
+def put_target(
+    service: Annotated[str, Path(min_length=1, max_length=16)],
+    body: TargetIn,
+    request: Request,
+) -> TargetOut:
+    """Set the probability promises for ``service`` are kept (0 < target < 1)."""
+    now = _now()
+    with _sessions(request)() as session, session.begin():
+        known = service in SERVICES or session.scalar(
+            select(Outage.id).where(Outage.service == service).limit(1)
+        )
+        if not known:
+            raise HTTPException(status_code=422, detail=f"unknown service {service!r}")
+        try:
+            view = _promises(request).set_target(session, service, body.target, body.actor, now)
+        except InvalidPromise as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return _target_out(view)

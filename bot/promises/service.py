@@ -1,0 +1,832 @@
+"""Promises for open outages: what everyone is told, who was told what, and how it turned out.
+
+The promise engine (:mod:`promise`) knows nothing of the database; this module feeds it the
+outage history, stores its suggestions as promise decisions, applies supervisors' approvals and
+overrides, records every promise given, scores them when an outage is resolved, and records the
+messages that follow in the outbox (an apology with a new time, "it is fixed").
+
+Rules:
+
+- **One live decision per outage.** Every new decision (a changed engine suggestion, an approval,
+  an override) turns the older ones ``superseded``. An approved or overridden decision stands
+  until its time (deadline, or next-update time) has passed, or until :meth:`renew_due` replaces
+  it shortly before that; otherwise the engine's suggestion is what everyone is told.
+- **Suggestions are stored when they change**, so supervisors review what customers see and every
+  promise given points at a stored decision.
+- **Scoring.** A given promise is ``kept`` when the outage was resolved by its deadline,
+  ``broken`` otherwise, and ``no_deadline`` when only the time of the next update was given: such
+  promises are left out of kept rates (they promised no clock time).
+- **Messages are data.** Outbox rows carry a template key and its parameters; the channels render
+  them. A unique ``dedupe_key`` means a message is never queued twice.
+
+Every function takes the session and ``now`` from the caller and never commits (except the
+history import in :mod:`bot.promises.history_store`): the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.promises.config import engine_config
+from bot.promises.history_store import load_incidents
+from bot.settings import Settings
+from bot.storage.models import (
+    LANGUAGES,
+    SERVICES,
+    Outage,
+    OutboxMessage,
+    Promise,
+    PromiseAudit,
+    PromiseGiven,
+    PromiseTarget,
+    Subscription,
+)
+from promise.engine import EngineConfig, PromiseEngine
+from promise.estimate import Estimate
+from promise.incident import Incident
+
+logger = logging.getLogger(__name__)
+
+#: ``made_by`` of the decisions the engine makes.
+ENGINE_ACTOR: Final = "engine"
+#: Statuses of a supervisor's decision.
+_SUPERVISED: Final = ("approved", "overridden")
+
+
+class PromiseError(Exception):
+    """A promise operation that cannot be done; the message says why."""
+
+
+class UnknownOutage(PromiseError, LookupError):
+    """No outage with this id."""
+
+
+class OutageResolved(PromiseError):
+    """The outage is resolved: there is nothing left to promise."""
+
+    def __init__(self, reference: str, resolved_at: datetime) -> None:
+        super().__init__(f"outage {reference} was resolved at {resolved_at.isoformat()}")
+        self.reference = reference
+        self.resolved_at = resolved_at
+
+
+class InvalidPromise(PromiseError, ValueError):
+    """Bad input: a deadline in the past, a missing reason, a target outside (0, 1), ..."""
+
+
+class EngineLike(Protocol):
+    """What the service needs of a promise engine (:class:`promise.engine.PromiseEngine`)."""
+
+    def fit(self, history: Sequence[Incident], now: datetime) -> EngineLike:
+        """Learn from ``history`` as known at ``now``; returns the fitted engine."""
+        ...
+
+    def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
+        """The estimate for the open ``outage`` at ``now``, kept with probability ``target``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseView:
+    """The promise for an outage as everyone is told it (detached from the session).
+
+    ``deadline`` is None when there is too little evidence for a clock time; then
+    ``next_update_at`` says when customers hear more. ``approved_by`` is the supervisor of an
+    approved or overridden promise, None for the engine's suggestion. ``explanation`` is the
+    engine's :meth:`promise.estimate.Explanation.to_dict` for the suggestion the decision rests
+    on (an override keeps the explanation of what it overrode).
+    """
+
+    promise_id: int
+    outage_id: int
+    outage_reference: str
+    service: str
+    deadline: datetime | None
+    next_update_at: datetime | None
+    target: float
+    status: str
+    made_at: datetime
+    approved_by: str | None
+    reason: str | None
+    explanation: Mapping[str, Any] = field(hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``GET /api/v1/outages/{reference}/promise`` (times in ISO 8601)."""
+        return {
+            "outage": self.outage_reference,
+            "service": self.service,
+            "deadline": _iso(self.deadline),
+            "next_update_at": _iso(self.next_update_at),
+            "target": self.target,
+            "status": self.status,
+            "explanation": dict(self.explanation),
+            "approved_by": self.approved_by,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveSummary:
+    """What resolving an outage did: promises scored by outcome and messages queued."""
+
+    kept: int
+    broken: int
+    no_deadline: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    """The target of one service; ``updated_by`` is None for the settings' default."""
+
+    service: str
+    target: float
+    updated_by: str | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFingerprint:
+    """A cheap summary of the outage history: when it changes, the engine is refitted."""
+
+    count: int
+    resolved: int
+    max_started_at: datetime | None
+    max_resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    fingerprint: HistoryFingerprint
+    fitted_at: datetime
+    #: When the fingerprint was last found unchanged.
+    checked_at: datetime
+    engine: EngineLike
+
+
+def history_fingerprint(session: Session) -> HistoryFingerprint:
+    """Count, resolved count and latest start and resolution of all outages (one query).
+
+    New outages and resolutions change it; an edit that changes none of these (a corrected
+    cause) does not, and waits for the next refit by age.
+    """
+    row = session.execute(
+        select(
+            func.count(Outage.id),
+            func.count(Outage.resolved_at),
+            func.max(Outage.started_at),
+            func.max(Outage.resolved_at),
+        )
+    ).one()
+    return HistoryFingerprint(int(row[0]), int(row[1]), row[2], row[3])
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # The engine answers in local time; stored rows come back in UTC. One zone everywhere keeps
+    # a fresh view and a reloaded one identical, down to their ISO strings.
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def _aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidPromise(f"{name} must include a time zone")
+
+
+def _actor(actor: str) -> str:
+    actor = actor.strip()
+    if not actor:
+        raise InvalidPromise("actor is required")
+    if len(actor) > 200:
+        raise InvalidPromise("actor is longer than 200 characters")
+    return actor
+
+
+def _incident(outage: Outage) -> Incident:
+    return Incident(
+        id=outage.reference,
+        started_at=outage.started_at,
+        resolved_at=outage.resolved_at,
+        service=outage.service,
+        cause=outage.cause,
+        region=outage.region_name,
+        customers_affected=outage.customers_affected,
+        description=outage.description,
+        attributes={str(k): str(v) for k, v in (outage.attributes or {}).items()},
+    )
+
+
+def _end(decision: Promise) -> datetime | None:
+    """When the decision's time is up: its deadline, or else its next-update time."""
+    return decision.deadline if decision.deadline is not None else decision.next_update_at
+
+
+def _view(decision: Promise, outage: Outage) -> PromiseView:
+    explanation = decision.evidence.get("explanation") if decision.evidence else None
+    return PromiseView(
+        promise_id=decision.id,
+        outage_id=outage.id,
+        outage_reference=outage.reference,
+        service=outage.service,
+        deadline=decision.deadline,
+        next_update_at=decision.next_update_at,
+        target=decision.target_quantile,
+        status=decision.status,
+        made_at=decision.made_at,
+        approved_by=decision.made_by if decision.status in _SUPERVISED else None,
+        reason=decision.reason,
+        explanation=dict(explanation) if isinstance(explanation, dict) else {},
+    )
+
+
+def score(deadline: datetime | None, resolved_at: datetime) -> str:
+    """``kept`` (resolved by the deadline), ``broken``, or ``no_deadline`` (no clock time)."""
+    if deadline is None:
+        return "no_deadline"
+    return "kept" if resolved_at <= deadline else "broken"
+
+
+def queue_message(
+    session: Session,
+    *,
+    kind: str,
+    outage_id: int,
+    channel: str,
+    address: str,
+    language: str,
+    template: str,
+    params: Mapping[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    subscription_id: int | None = None,
+    promise_given_id: int | None = None,
+) -> int | None:
+    """Record a message in the outbox; its id, or None when ``dedupe_key`` was already queued.
+
+    On SQLite and PostgreSQL this is ``INSERT ... ON CONFLICT DO NOTHING``, so two workers queueing
+    the same message at once store it once and neither fails.
+    """
+    values: dict[str, Any] = {
+        "kind": kind,
+        "outage_id": outage_id,
+        "subscription_id": subscription_id,
+        "promise_given_id": promise_given_id,
+        "channel": channel,
+        "address": address,
+        "language": language,
+        "payload": {"template": template, "params": dict(params)},
+        "dedupe_key": dedupe_key,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            make_insert(OutboxMessage)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+            .returning(OutboxMessage.id)
+        )
+        inserted: int | None = session.execute(statement).scalar_one_or_none()
+        return inserted
+    # Other databases: check first; the unique constraint still guards against a race.
+    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)):
+        return None
+    message = OutboxMessage(**values)
+    session.add(message)
+    session.flush()
+    return message.id
+
+
+class PromiseService:
+    """Promises for open outages, backed by the database and a cached, fitted engine.
+
+    The engine is fitted on the whole outage history on first use and refitted when the history
+    fingerprint (:func:`history_fingerprint`) has changed, which is checked at most once per
+    ``min_refit_interval`` (neither the check nor a few seconds of fitting may land on every
+    request of an outage storm; a new outage needs no refit to be promised, since the engine
+    takes it as an argument), and once the fit is older than ``max_fit_age`` (recency weights
+    and censoring move with the clock). Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine_factory: Callable[[EngineConfig], EngineLike] = PromiseEngine,
+        min_refit_interval: timedelta = timedelta(seconds=60),
+        max_fit_age: timedelta = timedelta(hours=24),
+    ) -> None:
+        self._settings = settings
+        self._engine_factory = engine_factory
+        self._min_refit_interval = min_refit_interval
+        self._max_fit_age = max_fit_age
+        self._lock = threading.Lock()
+        self._fit: _Fit | None = None
+        #: How many times the engine was fitted (monitoring and tests).
+        self.fits = 0
+
+    # -- the engine --------------------------------------------------------------------------
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's configuration from the settings."""
+        return engine_config(self._settings)
+
+    def engine(self, session: Session, now: datetime) -> EngineLike:
+        """The fitted engine, refitted first if the history changed (see the class)."""
+        with self._lock:
+            fit = self._fit
+            if fit is not None and self._fresh(fit, now):
+                # The fingerprint costs a scan of the outages (milliseconds on a large history,
+                # more than the promise itself), so it is checked at most once per interval.
+                if now - fit.checked_at < self._min_refit_interval:
+                    return fit.engine
+                fingerprint = history_fingerprint(session)
+                if fingerprint == fit.fingerprint:
+                    self._fit = replace(fit, checked_at=now)
+                    return fit.engine
+            else:
+                fingerprint = history_fingerprint(session)
+            engine = self._engine_factory(self.engine_config()).fit(load_incidents(session), now)
+            self._fit = _Fit(fingerprint=fingerprint, fitted_at=now, checked_at=now, engine=engine)
+            self.fits += 1
+            logger.info("promise engine fitted on %d outages", fingerprint.count)
+            return engine
+
+    def _fresh(self, fit: _Fit, now: datetime) -> bool:
+        age = now - fit.fitted_at
+        # A fit "from the future" knows outages that had not started yet at ``now``; a few
+        # minutes of skew between concurrent requests are tolerated.
+        return timedelta(minutes=-5) <= age <= self._max_fit_age
+
+    # -- targets -----------------------------------------------------------------------------
+
+    def target_for(self, session: Session, service: str) -> float:
+        """The supervisors' target for ``service``, or the settings' default."""
+        row = session.get(PromiseTarget, service)
+        return self._settings.promise_default_target if row is None else row.target_quantile
+
+    def set_target(
+        self, session: Session, service: str, target: float, actor: str, now: datetime
+    ) -> TargetView:
+        """Set the probability promises for ``service`` are kept (strictly between 0 and 1)."""
+        if not 0.0 < target < 1.0:
+            raise InvalidPromise(f"target must be between 0 and 1, got {target}")
+        if not service or len(service) > 16:
+            raise InvalidPromise(f"invalid service {service!r}")
+        actor = _actor(actor)
+        row = session.get(PromiseTarget, service)
+        if row is None:
+            row = PromiseTarget(service=service)
+            session.add(row)
+        row.target_quantile = target
+        row.updated_by = actor
+        row.updated_at = now
+        session.flush()
+        return TargetView(service, target, actor, now)
+
+    def targets(self, session: Session) -> list[TargetView]:
+        """Every canonical service's target (default where unset), then any other stored."""
+        stored = {row.service: row for row in session.scalars(select(PromiseTarget))}
+        services = list(SERVICES) + sorted(set(stored) - set(SERVICES))
+        default = self._settings.promise_default_target
+        result: list[TargetView] = []
+        for service in services:
+            row = stored.get(service)
+            result.append(
+                TargetView(service, default, None, None)
+                if row is None
+                else TargetView(service, row.target_quantile, row.updated_by, row.updated_at)
+            )
+        return result
+
+    # -- the current promise -----------------------------------------------------------------
+
+    def _outage(self, session: Session, outage_id: int, *, lock: bool = False) -> Outage:
+        outage = session.get(Outage, outage_id, with_for_update=lock or None)
+        if outage is None:
+            raise UnknownOutage(f"no outage with id {outage_id}")
+        return outage
+
+    def _open_outage(self, session: Session, outage_id: int, *, lock: bool = False) -> Outage:
+        outage = self._outage(session, outage_id, lock=lock)
+        if outage.resolved_at is not None:
+            raise OutageResolved(outage.reference, outage.resolved_at)
+        return outage
+
+    @staticmethod
+    def _live(session: Session, outage_id: int) -> Promise | None:
+        """The newest decision that is not superseded (normally the only one)."""
+        return session.scalars(
+            select(Promise)
+            .where(Promise.outage_id == outage_id, Promise.status != "superseded")
+            .order_by(Promise.made_at.desc(), Promise.id.desc())
+            .limit(1)
+        ).first()
+
+    def _is_due(self, decision: Promise, now: datetime) -> bool:
+        """True once ``promise_renew_at_fraction`` of the decision's time has passed."""
+        end = _end(decision)
+        if end is None:
+            return False
+        fraction = self._settings.promise_renew_at_fraction
+        return now >= decision.made_at + (end - decision.made_at) * fraction
+
+    def _reusable(self, live: Promise, estimate: Estimate, now: datetime) -> bool:
+        """Whether the stored suggestion still says what the engine says now."""
+        if live.status != "suggested" or live.target_quantile != estimate.target:
+            return False
+        if estimate.deadline is not None:
+            return live.deadline == estimate.deadline  # aware: compares instants
+        # "Next update at 15:00" is kept (so everyone hears the same time) until it is nearly
+        # due; then a new update time is announced (and renew_due tells those who asked).
+        return live.deadline is None and not self._is_due(live, now)
+
+    def _supersede(self, session: Session, outage_id: int) -> None:
+        for decision in session.scalars(
+            select(Promise).where(Promise.outage_id == outage_id, Promise.status != "superseded")
+        ):
+            decision.status = "superseded"
+
+    def current(self, session: Session, outage_id: int, now: datetime) -> PromiseView | None:
+        """The promise everyone is told about the outage now; None if there is no such outage.
+
+        A supervisor's approved or overridden decision, while its time has not passed; else the
+        engine's suggestion, stored as a ``suggested`` decision when it differs from the last one.
+        Raises :class:`OutageResolved` for a resolved outage.
+        """
+        outage = session.get(Outage, outage_id)
+        if outage is None:
+            return None
+        if outage.resolved_at is not None:
+            raise OutageResolved(outage.reference, outage.resolved_at)
+        live = self._live(session, outage_id)
+        if live is not None and live.status in _SUPERVISED:
+            end = _end(live)
+            if end is not None and end > now:
+                return _view(live, outage)
+        target = self.target_for(session, outage.service)
+        estimate = self.engine(session, now).promise(_incident(outage), now, target)
+        if live is not None and self._reusable(live, estimate, now):
+            return _view(live, outage)
+        # Two requests racing here may both store the same suggestion; the newest one wins and
+        # the duplicate is harmless, which beats locking the outage on every read.
+        self._supersede(session, outage_id)
+        decision = Promise(
+            outage_id=outage_id,
+            deadline=_utc(estimate.deadline),
+            next_update_at=_utc(estimate.next_update_at),
+            target_quantile=estimate.target,
+            status="suggested",
+            evidence=estimate.to_dict(),
+            made_at=now,
+            made_by=ENGINE_ACTOR,
+        )
+        session.add(decision)
+        session.flush()
+        return _view(decision, outage)
+
+    # -- supervisors -------------------------------------------------------------------------
+
+    def approve(self, session: Session, outage_id: int, actor: str, now: datetime) -> PromiseView:
+        """Approve the current suggestion: from now on it is what everyone is told.
+
+        An already approved or overridden promise is returned unchanged.
+        """
+        actor = _actor(actor)
+        outage = self._open_outage(session, outage_id, lock=True)
+        view = self.current(session, outage_id, now)
+        assert view is not None  # the outage exists
+        if view.status != "suggested":
+            return view
+        suggestion = session.get(Promise, view.promise_id)
+        assert suggestion is not None
+        self._supersede(session, outage_id)
+        approved = Promise(
+            outage_id=outage_id,
+            deadline=suggestion.deadline,
+            next_update_at=suggestion.next_update_at,
+            target_quantile=suggestion.target_quantile,
+            status="approved",
+            evidence=dict(suggestion.evidence),
+            made_at=now,
+            made_by=actor,
+        )
+        session.add(approved)
+        session.flush()
+        session.add(
+            PromiseAudit(
+                promise_id=approved.id,
+                outage_id=outage_id,
+                action="approve",
+                actor=actor,
+                old_deadline=suggestion.deadline,
+                new_deadline=approved.deadline,
+                at=now,
+            )
+        )
+        session.flush()
+        return _view(approved, outage)
+
+    def override(
+        self,
+        session: Session,
+        outage_id: int,
+        deadline: datetime,
+        reason: str,
+        actor: str,
+        now: datetime,
+    ) -> PromiseView:
+        """Replace the promise by a supervisor's ``deadline``; ``reason`` is required.
+
+        The override stands until the outage is resolved or its deadline passes (or renew_due
+        replaces it shortly before). The audit log keeps who, when, why, and the old and new
+        deadline.
+        """
+        actor = _actor(actor)
+        reason = reason.strip()
+        if not reason:
+            raise InvalidPromise("a reason is required to override a promise")
+        _aware(deadline, "deadline")
+        if deadline <= now:
+            raise InvalidPromise(f"deadline {deadline.isoformat()} is not in the future")
+        outage = self._open_outage(session, outage_id, lock=True)
+        view = self.current(session, outage_id, now)
+        assert view is not None
+        previous = session.get(Promise, view.promise_id)
+        assert previous is not None
+        self._supersede(session, outage_id)
+        overridden = Promise(
+            outage_id=outage_id,
+            deadline=_utc(deadline),
+            next_update_at=None,
+            target_quantile=previous.target_quantile,
+            status="overridden",
+            evidence=dict(previous.evidence),
+            made_at=now,
+            made_by=actor,
+            reason=reason,
+        )
+        session.add(overridden)
+        session.flush()
+        session.add(
+            PromiseAudit(
+                promise_id=overridden.id,
+                outage_id=outage_id,
+                action="override",
+                actor=actor,
+                reason=reason,
+                old_deadline=view.deadline,
+                new_deadline=deadline,
+                at=now,
+            )
+        )
+        session.flush()
+        return _view(overridden, outage)
+
+    # -- promises given ----------------------------------------------------------------------
+
+    def record_given(
+        self,
+        session: Session,
+        view: PromiseView,
+        *,
+        channel: str,
+        recipient: str,
+        language: str,
+        conversation_id: str | None,
+        now: datetime,
+    ) -> PromiseGiven:
+        """Record that ``recipient`` on ``channel`` was told ``view``.
+
+        Idempotent: telling the same recipient the same promise again returns the first record.
+        """
+        if language not in LANGUAGES:
+            raise InvalidPromise(f"language must be one of {', '.join(LANGUAGES)}")
+        existing = session.scalars(
+            select(PromiseGiven).where(
+                PromiseGiven.promise_id == view.promise_id,
+                PromiseGiven.channel == channel,
+                PromiseGiven.recipient == recipient,
+            )
+        ).first()
+        if existing is not None:
+            return existing
+        explanation = view.explanation
+        given = PromiseGiven(
+            promise_id=view.promise_id,
+            outage_id=view.outage_id,
+            given_at=now,
+            channel=channel,
+            recipient=recipient,
+            conversation_id=conversation_id,
+            language=language,
+            deadline=view.deadline,
+            next_update_at=view.next_update_at,
+            target_quantile=view.target,
+            evidence={
+                "n": explanation.get("similar"),
+                "segment": explanation.get("segment"),
+                "fixed_within": explanation.get("fixed_within"),
+                "method_version": explanation.get("method_version"),
+                "status": view.status,
+            },
+        )
+        session.add(given)
+        session.flush()
+        return given
+
+    # -- resolution --------------------------------------------------------------------------
+
+    def resolve(
+        self, session: Session, outage_id: int, resolved_at: datetime, now: datetime
+    ) -> ResolveSummary:
+        """Resolve the outage, score every promise given, and queue "fixed" for subscribers.
+
+        Resolving again (a corrected time) re-scores; the "fixed" messages are not queued twice.
+        Cancelled subscriptions get nothing.
+        """
+        _aware(resolved_at, "resolved_at")
+        outage = self._outage(session, outage_id, lock=True)
+        if resolved_at < outage.started_at:
+            raise InvalidPromise(
+                f"resolved_at {resolved_at.isoformat()} is before the outage started "
+                f"({outage.started_at.isoformat()})"
+            )
+        outage.resolved_at = resolved_at
+        counts = {"kept": 0, "broken": 0, "no_deadline": 0}
+        for given in session.scalars(
+            select(PromiseGiven).where(PromiseGiven.outage_id == outage_id)
+        ):
+            given.outcome = score(given.deadline, resolved_at)
+            given.scored_at = now
+            counts[given.outcome] += 1
+        queued = 0
+        for subscription in session.scalars(
+            select(Subscription)
+            .where(Subscription.outage_id == outage_id, Subscription.is_active)
+            .order_by(Subscription.id)
+        ):
+            message_id = queue_message(
+                session,
+                kind="outage_fixed",
+                outage_id=outage_id,
+                channel=subscription.channel,
+                address=subscription.address,
+                language=subscription.language,
+                template="outage_fixed",
+                params={
+                    "outage": outage.reference,
+                    "service": outage.service,
+                    "region": outage.region_name,
+                    "started_at": _iso(outage.started_at),
+                    "resolved_at": _iso(resolved_at),
+                },
+                dedupe_key=f"fixed:{outage_id}:{subscription.id}",
+                now=now,
+                subscription_id=subscription.id,
+            )
+            queued += message_id is not None
+        session.flush()
+        return ResolveSummary(
+            kept=counts["kept"],
+            broken=counts["broken"],
+            no_deadline=counts["no_deadline"],
+            queued=queued,
+        )
+
+    # -- renewal -----------------------------------------------------------------------------
+
+    def renew_due(self, session: Session, now: datetime) -> int:
+        """Replace promises about to break and queue an apology with the new time.
+
+        A decision is due once ``promise_renew_at_fraction`` of its time (made to deadline, or
+        to the next-update time) has passed and someone was told it and not yet renewed. For each
+        outage with a due decision: a supervisor's decision is superseded, the current promise
+        is recomputed, and when it says something new, every promise given of the due decisions
+        is marked renewed, and each recipient with an active subscription to the outage (same
+        channel and address) who has not been told the new promise yet gets one
+        ``promise_renewed`` message (the new promise is recorded as given to them). When the new
+        promise says the same, nothing happens and the decision is checked again next time.
+        Returns the number of messages queued; running it twice queues nothing new.
+        """
+        pending = (
+            select(PromiseGiven.promise_id)
+            .join(Outage, PromiseGiven.outage_id == Outage.id)
+            .where(
+                Outage.resolved_at.is_(None),
+                PromiseGiven.renewed_at.is_(None),
+                PromiseGiven.outcome.is_(None),
+            )
+        )
+        decisions = session.scalars(
+            select(Promise).where(Promise.id.in_(pending)).order_by(Promise.outage_id, Promise.id)
+        ).all()
+        due: dict[int, list[Promise]] = {}
+        for decision in decisions:
+            if self._is_due(decision, now):
+                due.setdefault(decision.outage_id, []).append(decision)
+        queued = 0
+        for outage_id, outage_decisions in due.items():
+            queued += self._renew_outage(session, outage_id, outage_decisions, now)
+        return queued
+
+    def _renew_outage(
+        self, session: Session, outage_id: int, due: list[Promise], now: datetime
+    ) -> int:
+        outage = self._outage(session, outage_id, lock=True)
+        if outage.resolved_at is not None:
+            return 0
+        for decision in due:
+            if decision.status in _SUPERVISED:
+                decision.status = "superseded"
+        session.flush()
+        view = self.current(session, outage_id, now)
+        assert view is not None
+        new_times = (view.deadline, view.next_update_at)
+        renewable = [d.id for d in due if (d.deadline, d.next_update_at) != new_times]
+        if not renewable:
+            return 0
+        old_given = session.scalars(
+            select(PromiseGiven)
+            .where(
+                PromiseGiven.promise_id.in_(renewable),
+                PromiseGiven.renewed_at.is_(None),
+                PromiseGiven.outcome.is_(None),
+            )
+            .order_by(PromiseGiven.given_at, PromiseGiven.id)
+        ).all()
+        latest: dict[tuple[str, str], PromiseGiven] = {}
+        for given in old_given:
+            given.renewed_at = now
+            latest[(given.channel, given.recipient)] = given  # ordered: the last one wins
+        told_new = {
+            (row.channel, row.recipient)
+            for row in session.execute(
+                select(PromiseGiven.channel, PromiseGiven.recipient).where(
+                    PromiseGiven.promise_id == view.promise_id
+                )
+            )
+        }
+        subscriptions = {
+            (s.channel, s.address): s
+            for s in session.scalars(
+                select(Subscription).where(
+                    Subscription.outage_id == outage_id, Subscription.is_active
+                )
+            )
+        }
+        queued = 0
+        for key, old in latest.items():
+            subscription = subscriptions.get(key)
+            if subscription is None or key in told_new:
+                continue
+            new_given = self.record_given(
+                session,
+                view,
+                channel=subscription.channel,
+                recipient=subscription.address,
+                language=subscription.language,
+                conversation_id=old.conversation_id,
+                now=now,
+            )
+            message_id = queue_message(
+                session,
+                kind="promise_renewed",
+                outage_id=outage_id,
+                channel=subscription.channel,
+                address=subscription.address,
+                language=subscription.language,
+                # Breaking a clock time needs an apology; a new update time does not.
+                template="promise_renewed" if old.deadline is not None else "promise_next_update",
+                params={
+                    "outage": outage.reference,
+                    "service": outage.service,
+                    "old_deadline": _iso(old.deadline),
+                    "old_next_update_at": _iso(old.next_update_at),
+                    "new_deadline": _iso(view.deadline),
+                    "new_next_update_at": _iso(view.next_update_at),
+                },
+                dedupe_key=f"renewed:{outage_id}:{view.promise_id}:{key[0]}:{key[1]}",
+                now=now,
+                subscription_id=subscription.id,
+                promise_given_id=new_given.id,
+            )
+            queued += message_id is not None
+        session.flush()
+        return queued

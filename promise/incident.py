@@ -1,0 +1,50 @@
+"""One outage of the history the promise engine learns from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An outage: when it started, when (if yet) it was resolved, and what kind it was.
+
+    Times are timezone-aware. ``resolved_at`` is None while the outage is open; such incidents
+    are right-censored observations for the survival estimate. ``attributes`` keeps every extra
+    column of the source (for example a ServiceNow ``priority``) so segments can use them.
+    """
+
+    id: str
+    started_at: datetime
+    resolved_at: datetime | None
+    service: str
+    cause: str
+    region: str
+    customers_affected: int | None = None
+    description: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    #: For an unresolved incident whose record stopped being followed (say, closed without a
+    #: resolution): the moment after which nothing is known. None: followed until now.
+    censored_at: datetime | None = None
+
+    def feature(self, name: str) -> str:
+        """The value of a segment feature: a field (service, cause, region) or an attribute."""
+        if name in ("service", "cause", "region"):
+            return str(getattr(self, name))
+        return self.attributes.get(name, "")
+
+    def duration_minutes(self) -> float | None:
+        """Minutes from start to resolution; None while open."""
+        if self.resolved_at is None:
+            return None
+        return (self.resolved_at - self.started_at).total_seconds() / 60.0
+
+    def observed_end(self, now: datetime) -> tuple[datetime, bool]:
+        """(end of observation at ``now``, whether it ended in a resolution)."""
+        if self.resolved_at is not None and self.resolved_at <= now:
+            return self.resolved_at, True
+        if self.resolved_at is None and self.censored_at is not None and self.censored_at < now:
+            return max(self.censored_at, self.started_at), False
+        return now, False

@@ -1,0 +1,786 @@
+"""Promises on the database: decisions, overrides, promises given, scoring, renewals, outbox.
+
+Runs on SQLite and PostgreSQL (the ``session`` fixture). Most tests drive the service with a
+scripted engine whose promise the test sets; ``test_the_real_engine_*`` use the promise engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.promises import history_store
+from bot.promises.history_store import (
+    HistoryImportError,
+    ImportSummary,
+    import_incidents,
+    load_incidents,
+)
+from bot.promises.service import (
+    InvalidPromise,
+    OutageResolved,
+    PromiseService,
+    history_fingerprint,
+    queue_message,
+)
+from bot.promises.watch import PromiseWatch
+from bot.settings import Settings
+from bot.storage.db import make_sessionmaker
+from bot.storage.models import (
+    Conversation,
+    Outage,
+    OutboxMessage,
+    Promise,
+    PromiseAudit,
+    PromiseGiven,
+    Subscription,
+)
+from bot.subscriptions.service import subscribe
+from promise.engine import EngineConfig
+from promise.estimate import Estimate, Explanation
+from promise.incident import Incident
+
+T0 = datetime(2025, 11, 20, 9, 0, tzinfo=UTC)
+
+
+class ScriptedEngine:
+    """A stand-in engine: promises ``deadline`` (None: only a next update), counts fits."""
+
+    def __init__(self) -> None:
+        self.deadline: datetime | None = T0 + timedelta(hours=2)
+        self.fits = 0
+        self.fitted_on = 0
+        self.targets: list[float] = []
+
+    def fit(self, history: Sequence[Incident], now: datetime) -> ScriptedEngine:
+        self.fits += 1
+        self.fitted_on = len(history)
+        return self
+
+    def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
+        self.targets.append(target)
+        return Estimate(
+            made_at=now,
+            target=target,
+            deadline=self.deadline,
+            next_update_at=None if self.deadline else now + timedelta(minutes=60),
+            remaining_minutes=None
+            if self.deadline is None
+            else (self.deadline - now).total_seconds() / 60,
+            explanation=Explanation(
+                segment="service=internet, cause=fiber_cut",
+                similar=42,
+                fixed_within=35,
+                open_minutes=(now - outage.started_at).total_seconds() / 60,
+                method_version="scripted/1",
+            ),
+        )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, promise_default_target=0.8, promise_renew_at_fraction=0.9)
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def service(settings: Settings, engine: ScriptedEngine) -> PromiseService:
+    return PromiseService(
+        settings, engine_factory=lambda _config: engine, min_refit_interval=timedelta(0)
+    )
+
+
+def _outage(session: Session, reference: str = "STO-25-00001", **values: object) -> Outage:
+    fields: dict[str, object] = {
+        "reference": reference,
+        "service": "internet",
+        "cause": "fiber_cut",
+        "region_name": "Utrecht",
+        "country": "NL",
+        "started_at": T0 - timedelta(minutes=30),
+        "customers_affected": 1200,
+    }
+    fields.update(values)
+    outage = Outage(**fields)
+    session.add(outage)
+    session.flush()
+    return outage
+
+
+def _subscribe(session: Session, outage: Outage, channel: str, address: str) -> Subscription:
+    return subscribe(
+        session,
+        channel=channel,
+        address=address,
+        language="nl",
+        now=T0,
+        outage_id=outage.id,
+    )
+
+
+def _outbox(session: Session) -> list[OutboxMessage]:
+    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+# -- the current promise, approvals and overrides -----------------------------------------------
+
+
+def test_current_stores_a_suggestion_only_when_it_changes(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    first = service.current(session, outage.id, T0)
+    assert first is not None
+    assert (first.status, first.deadline, first.target) == ("suggested", engine.deadline, 0.8)
+    assert first.approved_by is None
+    assert first.explanation["similar"] == 42
+    assert first.to_dict()["outage"] == "STO-25-00001"
+
+    again = service.current(session, outage.id, T0 + timedelta(minutes=5))
+    assert again is not None and again.promise_id == first.promise_id
+
+    engine.deadline = T0 + timedelta(hours=3)
+    moved = service.current(session, outage.id, T0 + timedelta(minutes=10))
+    assert moved is not None and moved.promise_id != first.promise_id
+    statuses = session.scalars(select(Promise.status).order_by(Promise.id)).all()
+    assert statuses == ["superseded", "suggested"]
+
+    assert service.current(session, 999_999, T0) is None
+
+
+def test_without_evidence_the_next_update_time_is_kept_until_nearly_due(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    engine.deadline = None
+    first = service.current(session, outage.id, T0)
+    assert first is not None
+    assert first.deadline is None and first.next_update_at == T0 + timedelta(minutes=60)
+    # Everyone asking in the next 50 minutes hears the same update time.
+    later = service.current(session, outage.id, T0 + timedelta(minutes=50))
+    assert later is not None and later.next_update_at == first.next_update_at
+    # From 90 % of the hour on, a new update time is announced.
+    renewed = service.current(session, outage.id, T0 + timedelta(minutes=55))
+    assert renewed is not None
+    assert renewed.next_update_at == T0 + timedelta(minutes=115)
+
+
+def test_override_is_audited_and_stands_until_its_deadline(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    suggested = service.current(session, outage.id, T0)
+    assert suggested is not None
+    deadline = T0 + timedelta(hours=5)
+
+    with pytest.raises(InvalidPromise, match="reason"):
+        service.override(session, outage.id, deadline, "  ", "sam", T0)
+    with pytest.raises(InvalidPromise, match="future"):
+        service.override(session, outage.id, T0 - timedelta(minutes=1), "graafwerk", "sam", T0)
+
+    view = service.override(session, outage.id, deadline, "graafwerk duurt langer", "sam", T0)
+    assert (view.status, view.deadline, view.approved_by) == ("overridden", deadline, "sam")
+    assert view.reason == "graafwerk duurt langer"
+    assert view.explanation["segment"] == "service=internet, cause=fiber_cut"
+
+    audit = session.scalars(select(PromiseAudit)).one()
+    assert (audit.action, audit.actor, audit.reason) == (
+        "override",
+        "sam",
+        "graafwerk duurt langer",
+    )
+    assert (audit.old_deadline, audit.new_deadline) == (suggested.deadline, deadline)
+    assert audit.at == T0 and audit.promise_id == view.promise_id
+
+    # The engine changes its mind: the override still stands ...
+    engine.deadline = T0 + timedelta(hours=1)
+    current = service.current(session, outage.id, T0 + timedelta(hours=2))
+    assert current is not None and current.promise_id == view.promise_id
+    assert current.status == "overridden" and current.deadline == deadline
+    # ... until its deadline has passed.
+    engine.deadline = T0 + timedelta(hours=7)
+    after = service.current(session, outage.id, T0 + timedelta(hours=5, minutes=1))
+    assert after is not None and after.status == "suggested"
+    assert after.deadline == T0 + timedelta(hours=7)
+
+
+def test_approve_fixes_the_suggestion(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    suggested = service.current(session, outage.id, T0)
+    assert suggested is not None
+    approved = service.approve(session, outage.id, "noor", T0 + timedelta(minutes=1))
+    assert (approved.status, approved.approved_by) == ("approved", "noor")
+    assert approved.deadline == suggested.deadline
+    audit = session.scalars(select(PromiseAudit)).one()
+    assert (audit.action, audit.actor, audit.old_deadline) == (
+        "approve",
+        "noor",
+        suggested.deadline,
+    )
+
+    engine.deadline = T0 + timedelta(hours=4)
+    current = service.current(session, outage.id, T0 + timedelta(minutes=30))
+    assert current is not None and current.promise_id == approved.promise_id
+    # Approving what is already approved changes nothing.
+    assert service.approve(session, outage.id, "piet", T0).promise_id == approved.promise_id
+    assert session.scalar(select(func.count(PromiseAudit.id))) == 1
+
+
+def test_resolved_outage_has_no_promise(session: Session, service: PromiseService) -> None:
+    outage = _outage(session, resolved_at=T0)
+    with pytest.raises(OutageResolved, match="STO-25-00001"):
+        service.current(session, outage.id, T0 + timedelta(minutes=1))
+    with pytest.raises(OutageResolved):
+        service.approve(session, outage.id, "noor", T0 + timedelta(minutes=1))
+
+
+def test_target_per_service(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    internet = _outage(session, "STO-25-00001")
+    tv = _outage(session, "STO-25-00002", service="tv")
+    assert service.target_for(session, "internet") == 0.8
+
+    stored = service.set_target(session, "internet", 0.9, "noor", T0)
+    assert (stored.target, stored.updated_by) == (0.9, "noor")
+    assert service.target_for(session, "internet") == 0.9
+    assert service.target_for(session, "tv") == 0.8
+    with pytest.raises(InvalidPromise):
+        service.set_target(session, "tv", 1.0, "noor", T0)
+
+    internet_view = service.current(session, internet.id, T0)
+    tv_view = service.current(session, tv.id, T0)
+    assert internet_view is not None and tv_view is not None
+    assert (internet_view.target, tv_view.target) == (0.9, 0.8)
+    assert engine.targets == [0.9, 0.8]
+    targets = {t.service: t for t in service.targets(session)}
+    assert targets["internet"].target == 0.9 and targets["internet"].updated_by == "noor"
+    assert targets["gas"].target == 0.8 and targets["gas"].updated_by is None
+
+
+# -- promises given and scoring -----------------------------------------------------------------
+
+
+def test_record_given_is_idempotent_per_recipient_and_promise(
+    session: Session, service: PromiseService
+) -> None:
+    outage = _outage(session)
+    session.add(Conversation(id="tg:42", channel="telegram", language="en"))
+    view = service.current(session, outage.id, T0)
+    assert view is not None
+    first = service.record_given(
+        session,
+        view,
+        channel="telegram",
+        recipient="42",
+        language="en",
+        conversation_id="tg:42",
+        now=T0,
+    )
+    second = service.record_given(
+        session,
+        view,
+        channel="telegram",
+        recipient="42",
+        language="en",
+        conversation_id="tg:42",
+        now=T0 + timedelta(minutes=3),
+    )
+    assert second.id == first.id
+    assert first.deadline == view.deadline and first.target_quantile == 0.8
+    assert first.evidence == {
+        "n": 42,
+        "segment": "service=internet, cause=fiber_cut",
+        "fixed_within": 35,
+        "method_version": "scripted/1",
+        "status": "suggested",
+    }
+    with pytest.raises(InvalidPromise):
+        service.record_given(
+            session,
+            view,
+            channel="sms",
+            recipient="+1",
+            language="de",
+            conversation_id=None,
+            now=T0,
+        )
+    assert session.scalar(select(func.count(PromiseGiven.id))) == 1
+
+
+def test_resolve_scores_kept_broken_and_no_deadline(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+
+    def tell(recipient: str, now: datetime) -> PromiseGiven:
+        view = service.current(session, outage.id, now)
+        assert view is not None
+        return service.record_given(
+            session, view, channel="sms", recipient=recipient, language="nl",
+            conversation_id=None, now=now,
+        )  # fmt: skip
+
+    engine.deadline = T0 + timedelta(hours=2)
+    late = tell("+31600000001", T0)
+    engine.deadline = T0 + timedelta(minutes=45)
+    early = tell("+31600000002", T0 + timedelta(minutes=5))
+    engine.deadline = None
+    vague = tell("+31600000003", T0 + timedelta(minutes=10))
+
+    resolved_at = T0 + timedelta(hours=1)
+    summary = service.resolve(session, outage.id, resolved_at, T0 + timedelta(hours=1, minutes=2))
+    assert (summary.kept, summary.broken, summary.no_deadline) == (1, 1, 1)
+    session.expire_all()
+    assert (late.outcome, early.outcome, vague.outcome) == ("kept", "broken", "no_deadline")
+    assert late.scored_at == T0 + timedelta(hours=1, minutes=2)
+    assert session.get(Outage, outage.id).resolved_at == resolved_at  # type: ignore[union-attr]
+
+    # A corrected resolution time re-scores.
+    service.resolve(session, outage.id, T0 + timedelta(hours=3), T0 + timedelta(hours=3))
+    session.expire_all()
+    assert (late.outcome, early.outcome) == ("broken", "broken")
+
+    with pytest.raises(InvalidPromise, match="before the outage started"):
+        service.resolve(session, outage.id, T0 - timedelta(hours=1), T0)
+
+
+def test_resolve_queues_fixed_for_every_active_subscriber_and_never_twice(
+    session: Session, service: PromiseService
+) -> None:
+    outage = _outage(session)
+    other = _outage(session, "STO-25-00002")
+    sms = _subscribe(session, outage, "sms", "+31611111111")
+    telegram = _subscribe(session, outage, "telegram", "4242")
+    cancelled = _subscribe(session, outage, "sms", "+31622222222")
+    cancelled.cancelled_at = T0 + timedelta(minutes=1)
+    _subscribe(session, other, "sms", "+31633333333")
+    session.flush()
+
+    summary = service.resolve(session, outage.id, T0 + timedelta(hours=1), T0 + timedelta(hours=1))
+    assert summary.queued == 2
+    messages = _outbox(session)
+    assert [(m.kind, m.channel, m.address, m.subscription_id) for m in messages] == [
+        ("outage_fixed", "sms", "+31611111111", sms.id),
+        ("outage_fixed", "telegram", "4242", telegram.id),
+    ]
+    assert messages[0].dedupe_key == f"fixed:{outage.id}:{sms.id}"
+    assert messages[0].payload == {
+        "template": "outage_fixed",
+        "params": {
+            "outage": "STO-25-00001",
+            "service": "internet",
+            "region": "Utrecht",
+            "started_at": (T0 - timedelta(minutes=30)).isoformat(),
+            "resolved_at": (T0 + timedelta(hours=1)).isoformat(),
+        },
+    }
+    assert (messages[0].status, messages[0].attempts, messages[0].language) == ("pending", 0, "nl")
+
+    again = service.resolve(session, outage.id, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    assert again.queued == 0
+    assert len(_outbox(session)) == 2
+
+
+def test_outbox_dedupe_key_is_unique(session: Session) -> None:
+    outage = _outage(session)
+
+    def queue() -> int | None:
+        return queue_message(
+            session,
+            kind="outage_fixed",
+            outage_id=outage.id,
+            channel="sms",
+            address="+31611111111",
+            language="nl",
+            template="outage_fixed",
+            params={"outage": outage.reference},
+            dedupe_key="fixed:test",
+            now=T0,
+        )
+
+    first = queue()
+    assert first is not None
+    assert queue() is None
+    assert len(_outbox(session)) == 1
+    session.commit()
+    # The database itself refuses a second row with the key, whoever writes it.
+    session.add(
+        OutboxMessage(
+            kind="outage_fixed",
+            outage_id=outage.id,
+            channel="sms",
+            address="+31699999999",
+            language="nl",
+            payload={},
+            dedupe_key="fixed:test",
+        )
+    )
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+# -- renewals -----------------------------------------------------------------------------------
+
+
+def test_renew_due_queues_one_apology_per_subscribed_recipient_and_is_idempotent(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    engine.deadline = T0 + timedelta(hours=2)
+    old = service.current(session, outage.id, T0)
+    assert old is not None
+
+    def tell(channel: str, recipient: str, now: datetime) -> PromiseGiven:
+        assert old is not None
+        return service.record_given(
+            session, old, channel=channel, recipient=recipient, language="nl",
+            conversation_id=None, now=now,
+        )  # fmt: skip
+
+    told = [
+        tell("sms", "+31611111111", T0),
+        tell("sms", "+31611111111", T0 + timedelta(minutes=20)),  # told twice: one record
+        tell("telegram", "4242", T0 + timedelta(minutes=5)),
+        tell("web", "conversation-7", T0 + timedelta(minutes=6)),  # never asked for updates
+        tell("sms", "+31622222222", T0 + timedelta(minutes=7)),  # cancelled below
+    ]
+    sms = _subscribe(session, outage, "sms", "+31611111111")
+    telegram = _subscribe(session, outage, "telegram", "4242")
+    _subscribe(session, outage, "sms", "+31622222222").cancelled_at = T0 + timedelta(minutes=8)
+    session.flush()
+
+    # Half-way: nothing is due.
+    assert service.renew_due(session, T0 + timedelta(hours=1)) == 0
+    # At 90 % of the time (108 of 120 minutes) the engine still says the same: nothing to tell.
+    assert service.renew_due(session, T0 + timedelta(minutes=109)) == 0
+    assert _outbox(session) == []
+
+    engine.deadline = T0 + timedelta(hours=3, minutes=30)
+    now = T0 + timedelta(minutes=110)
+    assert service.renew_due(session, now) == 2
+    messages = _outbox(session)
+    assert sorted((m.kind, m.channel, m.address) for m in messages) == [
+        ("promise_renewed", "sms", "+31611111111"),
+        ("promise_renewed", "telegram", "4242"),
+    ]
+    by_address = {m.address: m for m in messages}
+    assert by_address["+31611111111"].subscription_id == sms.id
+    assert by_address["4242"].subscription_id == telegram.id
+    assert by_address["4242"].payload == {
+        "template": "promise_renewed",
+        "params": {
+            "outage": "STO-25-00001",
+            "service": "internet",
+            "old_deadline": (T0 + timedelta(hours=2)).isoformat(),
+            "old_next_update_at": None,
+            "new_deadline": (T0 + timedelta(hours=3, minutes=30)).isoformat(),
+            "new_next_update_at": None,
+        },
+    }
+    session.expire_all()
+    assert {given.renewed_at for given in told} == {now}
+    # The new promise is recorded as given to the two subscribers, linked from their message.
+    new_given = session.scalars(
+        select(PromiseGiven).where(PromiseGiven.promise_id != old.promise_id)
+    ).all()
+    assert sorted(g.recipient for g in new_given) == ["+31611111111", "4242"]
+    assert {m.promise_given_id for m in messages} == {g.id for g in new_given}
+    assert {g.deadline for g in new_given} == {T0 + timedelta(hours=3, minutes=30)}
+
+    # Idempotent: again at once, and later before the new promise is due.
+    assert service.renew_due(session, now) == 0
+    assert service.renew_due(session, now + timedelta(minutes=30)) == 0
+    assert len(_outbox(session)) == 2
+
+
+def test_renew_replaces_an_approved_promise_about_to_break(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    service.current(session, outage.id, T0)
+    approved = service.approve(session, outage.id, "noor", T0)
+    service.record_given(
+        session, approved, channel="sms", recipient="+31611111111", language="en",
+        conversation_id=None, now=T0,
+    )  # fmt: skip
+    _subscribe(session, outage, "sms", "+31611111111")
+    session.flush()
+
+    engine.deadline = T0 + timedelta(hours=4)
+    assert service.renew_due(session, T0 + timedelta(minutes=115)) == 1
+    current = service.current(session, outage.id, T0 + timedelta(minutes=116))
+    assert current is not None
+    assert (current.status, current.deadline) == ("suggested", T0 + timedelta(hours=4))
+    assert session.get(Promise, approved.promise_id).status == "superseded"  # type: ignore[union-attr]
+    message = _outbox(session)[0]
+    assert message.payload["params"]["old_deadline"] == (T0 + timedelta(hours=2)).isoformat()
+
+
+def test_renewal_of_a_next_update_promise_is_an_update_not_an_apology(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    engine.deadline = None
+    view = service.current(session, outage.id, T0)
+    assert view is not None
+    service.record_given(
+        session, view, channel="telegram", recipient="7", language="nl",
+        conversation_id=None, now=T0,
+    )  # fmt: skip
+    _subscribe(session, outage, "telegram", "7")
+    session.flush()
+    assert service.renew_due(session, T0 + timedelta(minutes=30)) == 0
+    assert service.renew_due(session, T0 + timedelta(minutes=55)) == 1
+    payload = _outbox(session)[0].payload
+    assert payload["template"] == "promise_next_update"
+    assert payload["params"]["new_next_update_at"] == (T0 + timedelta(minutes=115)).isoformat()
+
+
+def test_resolved_outages_are_not_renewed(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    view = service.current(session, outage.id, T0)
+    assert view is not None
+    service.record_given(
+        session, view, channel="sms", recipient="+31611111111", language="nl",
+        conversation_id=None, now=T0,
+    )  # fmt: skip
+    _subscribe(session, outage, "sms", "+31611111111")
+    service.resolve(session, outage.id, T0 + timedelta(minutes=90), T0 + timedelta(minutes=90))
+    engine.deadline = T0 + timedelta(hours=5)
+    assert service.renew_due(session, T0 + timedelta(minutes=115)) == 0
+    assert [m.kind for m in _outbox(session)] == ["outage_fixed"]
+
+
+def test_watch_loop_logs_errors_and_keeps_going(
+    db_engine: Engine, settings: Settings, engine: ScriptedEngine
+) -> None:
+    class Flaky(PromiseService):
+        calls = 0
+
+        def renew_due(self, session: Session, now: datetime) -> int:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("database went away")
+            return 0
+
+    watch = PromiseWatch(
+        Flaky(settings, engine_factory=lambda _c: engine), make_sessionmaker(db_engine), 0.01
+    )
+
+    async def run() -> None:
+        watch.start()
+        for _ in range(500):
+            if watch.rounds >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await watch.stop()
+
+    asyncio.run(run())
+    assert Flaky.calls >= 3 and watch.rounds >= 3
+
+
+# -- history and the engine cache ---------------------------------------------------------------
+
+
+def _incident(ident: str, minutes: float | None, **values: object) -> Incident:
+    started = values.pop("started_at", T0 - timedelta(days=10))
+    assert isinstance(started, datetime)
+    fields: dict[str, object] = {
+        "id": ident,
+        "started_at": started,
+        "resolved_at": None if minutes is None else started + timedelta(minutes=minutes),
+        "service": "internet",
+        "cause": "fiber_cut",
+        "region": "Utrecht",
+        "customers_affected": 100,
+        "description": None,
+        "attributes": {"priority": "2"},
+    }
+    fields.update(values)
+    return Incident(**fields)  # type: ignore[arg-type]
+
+
+def test_import_upserts_by_reference_and_load_round_trips(session: Session) -> None:
+    existing = _outage(session, "INC-1", country="NL")
+    session.commit()
+    summary = import_incidents(
+        session,
+        [
+            _incident("INC-1", 90, cause="cable_damage"),
+            _incident("INC-2", None, region="Gent", customers_affected=None),
+        ],
+        source="servicenow:test.csv",
+    )
+    assert summary == ImportSummary(created=1, updated=1, unchanged=0)
+    session.expire_all()
+    updated = session.get(Outage, existing.id)
+    assert updated is not None
+    assert (updated.cause, updated.country, updated.source) == (
+        "cable_damage",
+        "NL",  # not part of an incident: left as it was
+        "servicenow:test.csv",
+    )
+    created = session.scalars(select(Outage).where(Outage.reference == "INC-2")).one()
+    assert (created.country, created.customers_affected) == (None, 0)
+
+    incidents = {i.id: i for i in load_incidents(session)}
+    assert incidents["INC-2"].region == "Gent"
+    assert incidents["INC-2"].resolved_at is None
+    assert incidents["INC-1"].attributes == {"priority": "2"}
+    assert incidents["INC-1"].duration_minutes() == 90
+
+    again = import_incidents(
+        session,
+        [
+            _incident("INC-1", 90, cause="cable_damage"),
+            _incident("INC-2", None, region="Gent", customers_affected=None),
+        ],
+        source="servicenow:test.csv",
+    )
+    assert again == ImportSummary(created=0, updated=0, unchanged=2)
+
+
+def test_failed_import_changes_nothing(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    _outage(session, "INC-1", cause="fiber_cut")
+    session.commit()
+    before = [(i.id, i.cause, i.resolved_at) for i in load_incidents(session)]
+
+    # One incident per statement, and a failure while preparing the third: the update of
+    # INC-1 and the insert of INC-2 have been sent to the database by then.
+    monkeypatch.setattr(history_store, "CHUNK_SIZE", 1)
+    real_values = history_store._values
+    calls = []
+
+    def failing_values(incident: Incident, source: str) -> dict[str, object]:
+        calls.append(incident.id)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real_values(incident, source)
+
+    monkeypatch.setattr(history_store, "_values", failing_values)
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_incidents(
+            session,
+            [
+                _incident("INC-1", 60, cause="weather"),
+                _incident("INC-2", 30),
+                _incident("INC-3", 45),
+            ],
+            source="canonical:test.csv",
+        )
+    assert calls == ["INC-1", "INC-2", "INC-3"]
+    session.expire_all()
+    assert [(i.id, i.cause, i.resolved_at) for i in load_incidents(session)] == before
+
+
+def test_bad_incidents_are_refused_by_name_before_anything_is_written(session: Session) -> None:
+    with pytest.raises(HistoryImportError, match=r"INC-9.*resolved before it started"):
+        import_incidents(
+            session, [_incident("INC-1", 60), _incident("INC-9", -5)], source="canonical"
+        )
+    with pytest.raises(HistoryImportError, match=r"INC-1.*more than once"):
+        import_incidents(session, [_incident("INC-1", 60), _incident("INC-1", 5)], source="x")
+    with pytest.raises(HistoryImportError, match="service"):
+        import_incidents(session, [_incident("INC-1", 60, service="x" * 17)], source="x")
+    assert load_incidents(session) == []
+
+
+def test_engine_is_refitted_only_when_the_history_changes(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    outage = _outage(session)
+    _outage(session, "STO-25-00002", resolved_at=T0 - timedelta(minutes=5))
+    service.current(session, outage.id, T0)
+    service.current(session, outage.id, T0 + timedelta(minutes=1))
+    service.current(session, outage.id, T0 + timedelta(minutes=2))
+    assert (engine.fits, service.fits, engine.fitted_on) == (1, 1, 2)
+
+    fingerprint = history_fingerprint(session)
+    assert (fingerprint.count, fingerprint.resolved) == (2, 1)
+    assert fingerprint.max_resolved_at == T0 - timedelta(minutes=5)
+
+    _outage(session, "STO-25-00003")  # a new outage
+    service.current(session, outage.id, T0 + timedelta(minutes=3))
+    assert engine.fits == 2 and engine.fitted_on == 3
+    service.resolve(session, outage.id, T0 + timedelta(minutes=4), T0 + timedelta(minutes=4))
+    service.engine(session, T0 + timedelta(minutes=5))
+    service.engine(session, T0 + timedelta(minutes=6))
+    assert engine.fits == 3
+
+    # A day later the fit is renewed even without changes (recency weights move with time).
+    service.engine(session, T0 + timedelta(days=1, minutes=10))
+    assert engine.fits == 4
+
+
+def test_refits_are_rate_limited(settings: Settings, session: Session) -> None:
+    engine = ScriptedEngine()
+    service = PromiseService(
+        settings, engine_factory=lambda _c: engine, min_refit_interval=timedelta(minutes=1)
+    )
+    outage = _outage(session)
+    service.current(session, outage.id, T0)
+    _outage(session, "STO-25-00002")
+    service.current(session, outage.id, T0 + timedelta(seconds=30))
+    assert engine.fits == 1
+    service.current(session, outage.id, T0 + timedelta(seconds=61))
+    assert engine.fits == 2
+
+
+def test_the_real_engine_promises_a_clock_time_with_enough_evidence(
+    session: Session, settings: Settings
+) -> None:
+    service = PromiseService(settings, min_refit_interval=timedelta(0))
+    assert service.engine_config() == EngineConfig(
+        min_evidence=settings.promise_min_evidence,
+        half_life_days=settings.promise_half_life_days,
+        calibration_days=settings.promise_calibration_days,
+        next_update_minutes=settings.promise_next_update_minutes,
+        timezone=settings.timezone,
+    )
+    history = [
+        _incident(f"INC-{n}", 60 + 6 * n, started_at=T0 - timedelta(days=200 - n))
+        for n in range(40)
+    ]
+    import_incidents(session, history, source="canonical:test")
+    open_outage = _outage(session, "STO-25-00001", started_at=T0 - timedelta(minutes=10))
+
+    view = service.current(session, open_outage.id, T0)
+    assert view is not None
+    assert view.deadline is not None and view.deadline > T0
+    assert view.deadline.minute % 15 == 0  # rounded to a time people say
+    assert view.explanation["segment"] == "service=internet, cause=fiber_cut, region=Utrecht"
+    assert view.explanation["similar"] >= settings.promise_min_evidence
+    assert view.explanation["method_version"]
+    stored = session.get(Promise, view.promise_id)
+    assert stored is not None
+    assert datetime.fromisoformat(stored.evidence["deadline"]) == view.deadline
+    assert view.deadline.tzinfo is UTC and view.to_dict()["deadline"].endswith("+00:00")
+
+    # A kind never seen before falls back to all outages ...
+    gas = _outage(session, "STO-25-00002", service="gas", cause="gas_leak")
+    pooled = service.current(session, gas.id, T0)
+    assert pooled is not None and pooled.deadline is not None
+    assert pooled.explanation["segment"] == "all outages"
+    # ... and one open longer than any outage before it gets only the time of the next update.
+    stuck = _outage(session, "STO-25-00003", started_at=T0 - timedelta(hours=10))
+    vague = service.current(session, stuck.id, T0)
+    assert vague is not None
+    assert vague.deadline is None and vague.next_update_at is not None
+    assert vague.next_update_at >= T0 + timedelta(minutes=settings.promise_next_update_minutes)
+    assert vague.explanation["similar"] < settings.promise_min_evidence
