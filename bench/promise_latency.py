@@ -2,7 +2,7 @@
 
 Example::
 
-    .venv/bin/python bench/promise.py --history ../shared/datasets/servicenow-incidents/\
+    .venv/bin/python bench/promise_latency.py --history ../shared/datasets/servicenow-incidents/\
 incident_event_log.zip --format servicenow --segments "priority,service;priority;"
 
 Fits the engine once at the end of the history, then asks for promises for incidents of the
