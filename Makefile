@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup run test lint rasa-validate rasa-train-test rasa-test pytest lock clean
+.PHONY: help setup prism run test lint rasa-validate rasa-train-test rasa-test pytest lock clean
 
 help:
 	@echo "make run    set up everything and run Belofte on its embedded defaults"
@@ -37,12 +37,28 @@ $(VENV)/.installed: requirements/service.lock pyproject.toml
 
 setup: $(RASA_VENV)/.installed $(VENV)/.installed
 
+# Stoplight Prism (npm), the mock Twilio REST API of the channel tests, pinned by its lock file.
+# Only the tests need it, so `make run` does not install it. Without npm it is skipped locally
+# (those tests then skip); CI must have it.
+PRISM_DIR := tools/prism
+$(PRISM_DIR)/node_modules/.installed: $(PRISM_DIR)/package.json $(PRISM_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "==> Installing Stoplight Prism (mock Twilio API for the tests) into $(PRISM_DIR)"; \
+	  npm ci --prefix $(PRISM_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
+	elif [ -n "$$CI" ]; then \
+	  echo "npm is needed in CI: the Twilio tests run against Stoplight Prism" >&2; exit 1; \
+	else \
+	  echo "==> npm not found: the Twilio tests against Prism will be skipped"; \
+	fi
+
+prism: $(PRISM_DIR)/node_modules/.installed
+
 ## ---- run ------------------------------------------------------------------------------------
 run: setup
 	@$(VENV)/bin/belofte run
 
 ## ---- test -----------------------------------------------------------------------------------
-test: setup lint rasa-validate rasa-test pytest
+test: setup prism lint rasa-validate rasa-test pytest
 	@echo "==> All checks passed"
 
 lint:
@@ -66,7 +82,7 @@ rasa-test: rasa-train-test
 	@if [ -d tests/rasa ]; then echo "==> Rasa custom component tests (Python 3.10)"; \
 	  $(RASA_VENV)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/rasa tests/rasa; fi
 
-pytest: rasa-train-test
+pytest: prism rasa-train-test
 	@echo "==> pytest (SQLite and PostgreSQL storage, actions, API, integration with Rasa)"
 	@BELOFTE_TEST_HOME=$(TEST_HOME) $(VENV)/bin/pytest -q
 
@@ -82,4 +98,4 @@ lock:
 	@/tmp/belofte-lock-svc/bin/pip freeze --exclude-editable | grep -v '^belofte' > requirements/service.lock
 
 clean:
-	rm -rf $(VENV) $(RASA_VENV) var
+	rm -rf $(VENV) $(RASA_VENV) var $(PRISM_DIR)/node_modules

@@ -14,6 +14,7 @@ from actions.forms import ValidateOutageForm
 from actions.handoff import ActionHandoff
 from actions.knowledge import ActionAnswerQuestion
 from actions.outages import ActionCheckOutage
+from actions.promises import ActionTellPromise
 from actions.subscriptions import ActionSubscribeUpdates, ActionUnsubscribe
 
 __all__ = ["ActionContext", "build_actions"]
@@ -24,6 +25,7 @@ def build_actions(context: ActionContext) -> list[Action]:
     return [
         ValidateOutageForm(),
         ActionCheckOutage(context),
+        ActionTellPromise(context),
         ActionSubscribeUpdates(context),
         ActionUnsubscribe(context),
         ActionRecordFeedback(context),

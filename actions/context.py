@@ -10,6 +10,7 @@ from typing import Any
 from rasa_sdk import Tracker
 from sqlalchemy.orm import Session
 
+from bot.promises.service import PromiseService
 from bot.settings import Language, Settings
 from bot.suggestions.knowledge import KnowledgeSuggester
 
@@ -27,6 +28,8 @@ class ActionContext:
     clock: Callable[[], datetime] = field(default=_utc_now)
     #: The knowledge retriever; None when no index has been built.
     knowledge: KnowledgeSuggester | None = None
+    #: The promise service (repair times); None tells customers no time is known yet.
+    promises: PromiseService | None = None
 
 
 def tracker_language(tracker: Tracker) -> Language:

@@ -10,6 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.context import ActionContext, tracker_language
+from actions.promises import tell_promise
 from bot import messages
 from bot.outages.postcodes import parse_postcode
 from bot.outages.service import OutageView, find_active_outages
@@ -33,8 +34,9 @@ def outage_payload(outage: OutageView) -> dict[str, Any]:
 class ActionCheckOutage(Action):
     """Looks up active outages for the ``postcode`` and ``service`` slots and tells the customer.
 
-    It says since when and how many customers are affected. It makes no promise of a repair time:
-    that is the promise engine's job.
+    It says since when and how many customers are affected and, for an outage found, when it is
+    expected to be fixed (the promise engine's promise, see :func:`actions.promises.tell_promise`;
+    or when the next update comes). Sets ``outage``, ``outage_found`` and ``promise``.
     """
 
     def __init__(self, context: ActionContext) -> None:
@@ -43,7 +45,7 @@ class ActionCheckOutage(Action):
     def name(self) -> str:
         return "action_check_outage"
 
-    def run(
+    async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         language = tracker_language(tracker)
@@ -52,7 +54,7 @@ class ActionCheckOutage(Action):
         service_name = messages.service_name(service, language)
         if postcode is None:
             dispatcher.utter_message(response="utter_invalid_postcode")
-            return [SlotSet("outage", None), SlotSet("outage_found", False)]
+            return _not_found()
 
         with self._context.sessions() as session:
             found = find_active_outages(session, postcode, service, now=self._context.clock())
@@ -60,7 +62,7 @@ class ActionCheckOutage(Action):
             dispatcher.utter_message(
                 response="utter_no_outage", service_name=service_name, area=str(postcode)
             )
-            return [SlotSet("outage", None), SlotSet("outage_found", False)]
+            return _not_found()
 
         outage = found[0]
         dispatcher.utter_message(
@@ -70,4 +72,9 @@ class ActionCheckOutage(Action):
             since=messages.clock_time(outage.started_at, self._context.settings.timezone),
             affected=messages.count(outage.customers_affected, language),
         )
-        return [SlotSet("outage", outage_payload(outage)), SlotSet("outage_found", True)]
+        promise = await tell_promise(self._context, dispatcher, tracker, outage.id)
+        return [SlotSet("outage", outage_payload(outage)), SlotSet("outage_found", True), promise]
+
+
+def _not_found() -> list[EventType]:
+    return [SlotSet("outage", None), SlotSet("outage_found", False), SlotSet("promise", None)]

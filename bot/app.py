@@ -21,6 +21,8 @@ from actions import ActionContext, build_actions
 from bot import __version__
 from bot.actions_server import build_router
 from bot.api import conversations, health, outages, suggestions
+from bot.channels.gateway import ChannelGateway
+from bot.channels.routes import router as channels_router
 from bot.console import routes as console_routes
 from bot.conversation.service import ConversationService
 from bot.language import LanguageIdentifier
@@ -53,15 +55,18 @@ def create_app(
     sessions: SessionFactory | None = None,
     knowledge: KnowledgeSuggester | None = None,
     promises: PromiseService | None = None,
+    channels: ChannelGateway | None = None,
 ) -> FastAPI:
     """The ASGI app. Defaults: the configured database, Rasa server and knowledge index.
 
     ``promises`` defaults to a :class:`PromiseService` on the settings (its engine is fitted on
-    first use); the lifespan runs its renewal loop (:class:`PromiseWatch`).
+    first use); the lifespan runs its renewal loop (:class:`PromiseWatch`). ``channels``
+    defaults to a :class:`ChannelGateway` (Telegram, SMS, WhatsApp) on the settings.
     """
     settings = settings or get_settings()
     sessions = sessions or get_sessionmaker(settings)
     promises = promises or PromiseService(settings)
+    channels = channels or ChannelGateway(settings, sessions)
     knowledge = knowledge or load_knowledge(settings)
     identifier = LanguageIdentifier.from_nlu_data(
         PROJECT_ROOT / "data" / "nlu", settings.language_min_confidence
@@ -78,9 +83,11 @@ def create_app(
         watch = PromiseWatch(promises, sessions, settings.promise_watch_interval_seconds)
         app.state.promise_watch = watch
         watch.start()
+        await channels.start(app.state.conversations)
         try:
             yield
         finally:
+            await channels.stop()
             await watch.stop()
             if owned and isinstance(engine, RasaClient):
                 await engine.aclose()
@@ -94,10 +101,11 @@ def create_app(
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.promises = promises
+    app.state.channels = channels
 
     executor = ActionExecutor()
     for action in build_actions(
-        ActionContext(settings=settings, sessions=sessions, knowledge=knowledge)
+        ActionContext(settings=settings, sessions=sessions, knowledge=knowledge, promises=promises)
     ):
         executor.register_action(action)
     app.include_router(build_router(executor))
@@ -105,6 +113,7 @@ def create_app(
     app.include_router(suggestions.router)
     app.include_router(outages.router)
     app.include_router(health.router)
+    app.include_router(channels_router)
     app.include_router(console_routes.router)
     app.mount("/static", StaticFiles(directory=console_routes.STATIC_DIR), name="static")
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bot.channels.cli import app as telegram_app
 from bot.promises.cli import app as promise_app
 from bot.settings import get_settings
 from knowledge.cli import app as knowledge_app
@@ -23,6 +24,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(promise_app, name="promise")
+app.add_typer(telegram_app, name="telegram")
 
 
 @app.command()

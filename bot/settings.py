@@ -235,6 +235,74 @@ class Settings(BaseSettings):
         """Where the knowledge store lives (imported articles, index generations, caches)."""
         return self.resolved_home / "knowledge"
 
+    # -- channels ----------------------------------------------------------------------------
+    # Telegram, Twilio SMS and WhatsApp (issue 5, bot/channels). A channel whose credentials are
+    # unset is disabled: its webhook answers 404 saying what to configure.
+
+    public_base_url: str | None = Field(
+        default=None,
+        description="Public https URL at which Telegram and Twilio reach this service, e.g. "
+        "https://belofte.example.nl: Twilio signatures are checked against it and delivery "
+        "status callbacks point to it.",
+    )
+    trust_proxy_headers: bool = Field(
+        default=False,
+        description="Without public_base_url: rebuild the public URL of a webhook from "
+        "X-Forwarded-Proto and X-Forwarded-Host/Host. Only behind a proxy that sets them.",
+    )
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, description="Token of the Telegram bot (from @BotFather); unset: disabled."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (A-Z, a-z, 0-9, _ "
+        "and -); generated into $BELOFTE_HOME/telegram-webhook-secret if unset.",
+    )
+    telegram_api_base_url: str = Field(
+        default="https://api.telegram.org/bot",
+        description="Bot API URL the token is appended to (or that contains {token}): a local "
+        "Bot API server or a test double.",
+    )
+    twilio_account_sid: str | None = Field(
+        default=None, description="Twilio account SID (AC...); unset: SMS and WhatsApp disabled."
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="Twilio auth token: signs webhooks and authenticates REST calls."
+    )
+    twilio_sms_from: str | None = Field(
+        default=None,
+        description="E.164 number SMS are sent from; replies default to the number the customer "
+        "wrote to.",
+    )
+    twilio_whatsapp_from: str | None = Field(
+        default=None,
+        description="WhatsApp sender (+31... or whatsapp:+31...); replies default to the number "
+        "the customer wrote to.",
+    )
+    twilio_whatsapp_template_sid: str | None = Field(
+        default=None,
+        description="Content SID (HX...) of the approved WhatsApp template sent outside the "
+        "24-hour window after the customer's last message; unset: nothing is sent outside it.",
+    )
+    twilio_api_base_url: str = Field(
+        default="https://api.twilio.com",
+        description="Base URL of Twilio's REST API (a mock server in tests and benchmarks).",
+    )
+    twilio_confirm_opt_out: bool = Field(
+        default=True,
+        description="Confirm STOP with one last message. Turn off when Twilio's own opt-out "
+        "handling already answers (it then refuses our confirmation anyway).",
+    )
+    twilio_timeout_seconds: float = Field(
+        default=10.0, gt=0.0, description="How long one Twilio REST call may take."
+    )
+
+    def telegram_secret_token(self) -> str:
+        """The Telegram webhook secret, created once per ``BELOFTE_HOME`` if not set."""
+        if self.telegram_webhook_secret is not None:
+            return self.telegram_webhook_secret.get_secret_value()
+        return self._generated_secret("telegram-webhook-secret")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

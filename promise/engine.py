@@ -4,8 +4,11 @@ How a promise is made for an outage open ``s`` minutes, at target ``τ``:
 
 1. **Segment.** Walk the configured segments from most to least specific (by default service +
    cause + region, service + cause, service, all) and take the first whose history holds at
-   least ``min_evidence`` outages that were still open after ``s`` minutes. None: no clock time,
-   only the time of the next update.
+   least ``min_evidence`` outages that were still open after ``s`` minutes and whose curve
+   reaches the level asked for (a segment whose slowest outages are still open may never get
+   there: a broader one answers). None: no clock time, only the time of the next update. A
+   segment feature can also be ``risk``: a band of outages a model expects to last about as
+   long (see :mod:`promise.risk`).
 2. **Estimate.** The segment's Kaplan-Meier curve (lifelines; outages still open are censored,
    recent outages weigh more by a half-life) gives the remaining time ``r`` by which the outage
    is fixed with probability ``ℓ(τ)``, conditioned on having lasted ``s``.
@@ -31,9 +34,10 @@ import numpy as np
 from promise.curves import FloatArray, SurvivalCurve
 from promise.estimate import Estimate, Explanation
 from promise.incident import Incident
+from promise.risk import RISK_FEATURE, RiskConfig, RiskModel
 from promise.rounding import round_up_deadline
 
-METHOD_VERSION = "segment-km-conformal/1"
+METHOD_VERSION = "segment-km-conformal/2"
 
 #: Minutes open at which promises are made and calibrated: on opening, after 1 h and 4 h.
 CHECKPOINTS_MINUTES: tuple[float, ...] = (0.0, 60.0, 240.0)
@@ -69,6 +73,8 @@ class EngineConfig:
     )
     #: Minutes open at which calibration promises are made.
     checkpoints: tuple[float, ...] = field(default=CHECKPOINTS_MINUTES)
+    #: How risk bands (the ``risk`` segment feature) are learnt.
+    risk: RiskConfig = field(default_factory=RiskConfig)
     #: Apply the conformal shift (off: the curve level is the target itself, as in a plain
     #: Kaplan-Meier baseline).
     conformal: bool = True
@@ -118,6 +124,16 @@ class _History:
         known = [i for i in incidents if i.started_at <= now]
         self._config = config
         self._rows = known
+        self._risk: RiskModel | None = None
+        self._bands: dict[str, str] = {}
+        if any(RISK_FEATURE in segment for segment in config.segments):
+            self._risk = RiskModel(config.risk).fit(known, now)
+            # Bands of every incident at once: a band reads only what was known at opening, so
+            # banding incidents that start after ``now`` peeks at nothing, and one batch
+            # prediction is far cheaper than one per promise.
+            self._bands = dict(
+                zip((i.id for i in incidents), self._risk.bands(incidents), strict=True)
+            )
         durations = np.empty(len(known), dtype=np.float64)
         resolved = np.zeros(len(known), dtype=bool)
         age_days = np.empty(len(known), dtype=np.float64)
@@ -134,7 +150,7 @@ class _History:
         for segment in config.segments:
             members: dict[tuple[str, ...], list[int]] = {}
             for index, incident in enumerate(known):
-                key = tuple(incident.feature(name) for name in segment)
+                key = tuple(self.feature(incident, name) for name in segment)
                 members.setdefault(key, []).append(index)
             for key, rows in members.items():
                 indices = np.asarray(rows, dtype=np.intp)
@@ -145,8 +161,34 @@ class _History:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def feature(self, incident: Incident, name: str) -> str:
+        """A segment feature of ``incident``: its risk band, a field or an attribute."""
+        if name != RISK_FEATURE:
+            return incident.feature(name)
+        if self._risk is None:
+            return "0"
+        band = self._bands.get(incident.id)
+        if band is None:
+            band = self._risk.band(incident)
+            if len(self._bands) < len(self._rows) + 100_000:
+                self._bands[incident.id] = band
+        return band
+
+    def describe(self, segment: Segment, incident: Incident) -> str:
+        """``"service=internet, cause=cable_cut"``, or ``"all outages"`` for the pooled one."""
+        if not segment:
+            return "all outages"
+        parts = []
+        for name in segment:
+            value = self.feature(incident, name)
+            if name == RISK_FEATURE and self._risk is not None:
+                parts.append(self._risk.describe(value))
+            else:
+                parts.append(f"{name}={value}")
+        return ", ".join(parts)
+
     def _key(self, segment: Segment, incident: Incident) -> SegmentKey:
-        return (segment, tuple(incident.feature(name) for name in segment))
+        return (segment, tuple(self.feature(incident, name) for name in segment))
 
     def at_risk(self, segment: Segment, incident: Incident, open_minutes: float) -> int:
         """Outages of ``incident``'s group that lasted at least ``open_minutes``."""
@@ -169,25 +211,50 @@ class _History:
             self._curves[key] = curve
         return curve
 
-    def choose(
+    def candidates(
         self, incident: Incident, open_minutes: float
-    ) -> tuple[Segment, SurvivalCurve] | None:
-        """The most specific segment with enough evidence at ``open_minutes``."""
+    ) -> list[tuple[Segment, SurvivalCurve]]:
+        """Segments with enough evidence at ``open_minutes``, most specific first."""
+        found = []
         for segment in self._config.segments:
             # Counting first keeps small segments from costing a curve fit each.
             if self.at_risk(segment, incident, open_minutes) < self._config.min_evidence:
                 continue
             curve = self.curve(segment, incident)
             if curve is not None:
-                return segment, curve
-        return None
+                found.append((segment, curve))
+        return found
 
+    def remaining(
+        self, incident: Incident, open_minutes: float, level: float
+    ) -> tuple[Segment, SurvivalCurve, float | None] | None:
+        """The most specific segment whose curve reaches ``level``, and the minutes it gives.
 
-def describe_segment(segment: Segment, incident: Incident) -> str:
-    """``"service=internet, cause=cable_cut"``, or ``"all outages"`` for the pooled segment."""
-    if not segment:
-        return "all outages"
-    return ", ".join(f"{name}={incident.feature(name)}" for name in segment)
+        A curve whose slowest outages were still open when the data ended may never reach a
+        high level; a broader segment then answers instead of no clock time at all. None: no
+        segment has enough evidence; a None for the minutes: none of them reaches the level.
+        """
+        found = self.candidates(incident, open_minutes)
+        if not found:
+            return None
+        for segment, curve in found:
+            minutes = curve.remaining_quantile(open_minutes, level)
+            if minutes is not None:
+                return segment, curve, minutes
+        return found[0][0], found[0][1], None
+
+    def remaining_grid(self, incident: Incident, open_minutes: float) -> FloatArray | None:
+        """:meth:`remaining` at every level of ``LEVEL_GRID`` (NaN where none reaches it)."""
+        found = self.candidates(incident, open_minutes)
+        if not found:
+            return None
+        grid = found[0][1].remaining_quantiles(open_minutes, LEVEL_GRID)
+        for _, curve in found[1:]:
+            missing = np.isnan(grid)
+            if not missing.any():
+                break
+            grid[missing] = curve.remaining_quantiles(open_minutes, LEVEL_GRID)[missing]
+        return grid
 
 
 class PromiseEngine:
@@ -235,10 +302,10 @@ class PromiseEngine:
                 asked_at = incident.started_at + timedelta(minutes=open_minutes)
                 if asked_at >= end:
                     continue
-                chosen = past.choose(incident, open_minutes)
-                if chosen is None:
+                grid = past.remaining_grid(incident, open_minutes)
+                if grid is None:
                     continue
-                quantiles.append(chosen[1].remaining_quantiles(open_minutes, LEVEL_GRID))
+                quantiles.append(grid)
                 # A deadline has passed once it lies before now (or, for a record closed
                 # without a resolution, before it was closed).
                 horizon = now if resolved or incident.censored_at is None else end
@@ -271,14 +338,10 @@ class PromiseEngine:
         if self._history is None:
             raise RuntimeError("PromiseEngine.fit must be called before promising")
         open_minutes = max((now - outage.started_at).total_seconds() / 60.0, 0.0)
-        chosen = self._history.choose(outage, open_minutes)
         result: list[datetime | None] = []
         for target in targets:
-            remaining = (
-                None
-                if chosen is None
-                else chosen[1].remaining_quantile(open_minutes, self.level(target))
-            )
+            found = self._history.remaining(outage, open_minutes, self.level(target))
+            remaining = None if found is None else found[2]
             result.append(
                 None
                 if remaining is None
@@ -295,10 +358,8 @@ class PromiseEngine:
         if not 0.0 < target < 1.0:
             raise ValueError(f"target must be between 0 and 1, got {target}")
         open_minutes = max((now - outage.started_at).total_seconds() / 60.0, 0.0)
-        chosen = self._history.choose(outage, open_minutes)
-        remaining = None
-        if chosen is not None:
-            remaining = chosen[1].remaining_quantile(open_minutes, self.level(target))
+        chosen = self._history.remaining(outage, open_minutes, self.level(target))
+        remaining = None if chosen is None else chosen[2]
         if chosen is None or remaining is None:
             similar = 0 if chosen is None else chosen[1].at_risk(open_minutes)
             next_update = round_up_deadline(
@@ -311,14 +372,14 @@ class PromiseEngine:
                 next_update_at=next_update,
                 remaining_minutes=None,
                 explanation=Explanation(
-                    segment="" if chosen is None else describe_segment(chosen[0], outage),
+                    segment="" if chosen is None else self._history.describe(chosen[0], outage),
                     similar=similar,
                     fixed_within=0,
                     open_minutes=open_minutes,
                     method_version=METHOD_VERSION,
                 ),
             )
-        segment, curve = chosen
+        segment, curve, _ = chosen
         deadline = round_up_deadline(now + timedelta(minutes=remaining), now, self.config.timezone)
         promised_minutes = (deadline - now).total_seconds() / 60.0
         return Estimate(
@@ -328,7 +389,7 @@ class PromiseEngine:
             next_update_at=None,
             remaining_minutes=remaining,
             explanation=Explanation(
-                segment=describe_segment(segment, outage),
+                segment=self._history.describe(segment, outage),
                 similar=curve.at_risk(open_minutes),
                 fixed_within=curve.fixed_between(open_minutes, open_minutes + promised_minutes),
                 open_minutes=open_minutes,

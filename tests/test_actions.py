@@ -80,8 +80,11 @@ def test_check_outage_finds_the_utrecht_internet_outage(executor: ActionExecutor
     outage = slots["outage"]
     assert outage["service"] == "internet" and outage["country"] == "NL"
     assert "3511" in outage["postcodes"]
-    [response] = result["responses"]
+    response, promise = result["responses"]
     assert response["response"] == "utter_outage_found"
+    # Without a promise service no repair time is known (tests/test_promise_dialogue.py has one).
+    assert promise["response"] == "utter_promise_unknown"
+    assert slots["promise"] is None
     # 95 minutes before 10:00 UTC is 08:25 UTC, 09:25 in Amsterdam (CET in November).
     assert response["since"] == "09:25"
     assert response["affected"] == f"{outage['customers_affected']:,}".replace(",", ".")
@@ -94,7 +97,7 @@ def test_check_outage_answers_in_english_with_english_service_names(
     result = _call(
         executor, "action_check_outage", {"postcode": "1012 AB", "service": "tv", "language": "en"}
     )
-    [response] = result["responses"]
+    response = result["responses"][0]
     assert response["response"] == "utter_outage_found"
     assert response["service_name"] == "TV"
 
@@ -106,8 +109,8 @@ def test_check_outage_finds_belgian_postcodes(executor: ActionExecutor) -> None:
 
 def test_no_outage_is_said_plainly_and_sets_no_outage(executor: ActionExecutor) -> None:
     result = _call(executor, "action_check_outage", {"postcode": "9999 ZZ", "service": "gas"})
-    assert _slot_events(result) == {"outage": None, "outage_found": False}
-    assert result["responses"][0]["response"] == "utter_no_outage"
+    assert _slot_events(result) == {"outage": None, "outage_found": False, "promise": None}
+    assert [r["response"] for r in result["responses"]] == ["utter_no_outage"]
 
 
 def test_form_validation_normalises_postcode_and_service(executor: ActionExecutor) -> None:

@@ -104,6 +104,12 @@ def test_the_language_slot_follows_the_users_language(
     )
     assert dutch.json()["language"] == "nl"
     assert rasa.slots["language"] == "nl"
+    # A button's payload is no language evidence either, even one with English words in it.
+    button = client.post(
+        "/api/v1/conversations/c2/messages",
+        json={"text": '/inform{"service": "electricity"}'},
+    )
+    assert button.json()["language"] == "nl"
 
 
 def test_outage_is_only_reported_in_the_turn_that_found_it(

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from bot.api.outage_schemas import PromiseOut
+
 
 class MessageIn(BaseModel):
     """A message from a customer or an agent."""
@@ -52,8 +54,11 @@ class MessageOut(BaseModel):
     outage: dict[str, Any] | None = Field(
         description="The outage found for the customer's postcode and service in this turn."
     )
-    promise: dict[str, Any] | None = Field(
-        default=None, description="The promised repair time (filled by the promise engine)."
+    promise: PromiseOut | None = Field(
+        default=None,
+        description="The repair time told in this turn (when an outage was found, or asked for "
+        "again), as `GET /api/v1/outages/{reference}/promise` returns it: `deadline`, else "
+        "`next_update_at`, with `target` and `explanation`.",
     )
     suggestions: list[dict[str, Any]] = Field(
         default_factory=list, description="Next-best answers from the knowledge base."

@@ -100,9 +100,13 @@ class ConversationService:
 
     async def _handle(self, conversation_id: str, text: str, channel: str) -> TurnResult:
         previous = self._conversation_language(conversation_id)
-        language = choose_language(
-            self._identifier, text, previous, self._settings.default_language
-        )
+        if text.startswith("/") and previous is not None:
+            # A button payload ("/inform{...}") is no language evidence: keep the conversation's.
+            language = previous
+        else:
+            language = choose_language(
+                self._identifier, text, previous, self._settings.default_language
+            )
         text = self.validate(text, language)
         message_id = self._store_incoming(conversation_id, text, channel, language)
         try:
@@ -130,6 +134,9 @@ class ConversationService:
             for e in turn.entities
         ]
         outage = turn.slots_set_this_turn.get("outage")
+        # The promise told in this turn (action_check_outage / action_tell_promise set the slot
+        # to the shape of GET /api/v1/outages/{reference}/promise).
+        promise = turn.slots_set_this_turn.get("promise")
         suggestions: list[dict[str, Any]] = []
         if self._knowledge is not None:
             suggestions = await asyncio.to_thread(
@@ -143,6 +150,7 @@ class ConversationService:
             intent=intent,
             entities=entities,
             outage=outage if isinstance(outage, dict) else None,
+            promise=promise if isinstance(promise, dict) else None,
             suggestions=suggestions,
         )
 

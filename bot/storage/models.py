@@ -524,3 +524,156 @@ class SuggestionEvent(Base):
     channel: Mapped[str | None] = mapped_column(String(16))
     author: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# -- channels (issue 5: Telegram, Twilio SMS and WhatsApp; bot/channels) -----------------------
+
+#: What became of an inbound channel event taken in by a webhook.
+CHANNEL_INBOUND_STATUSES: Final = ("received", "done", "failed")
+
+
+class ChannelInbound(Base):
+    """An inbound webhook event (Telegram update, Twilio message) that was taken in.
+
+    The unique (channel, external_id) is what makes "processed once" true: a webhook inserts the
+    row before doing anything else, and a retry by the platform, even arriving at the same moment
+    on another worker, fails that insert and is acknowledged without being handled again.
+    ``external_id`` is the platform's id (``<bot id>:<update_id>``, a ``MessageSid``);
+    ``address`` the sender (a chat id, a phone number): the WhatsApp 24-hour window is measured
+    from the last row of an address.
+    """
+
+    __tablename__ = "channel_inbound"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id"),
+        CheckConstraint(_in_check("status", CHANNEL_INBOUND_STATUSES), name="status"),
+        Index("ix_channel_inbound_channel_address_received", "channel", "address", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(128))
+    #: One of :data:`CHANNEL_INBOUND_STATUSES`.
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ChannelOptOut(Base):
+    """Whether an address said STOP on a channel; one row per (channel, address).
+
+    ``opted_out_at`` is set by STOP and cleared by START (``opted_in_at``): every send path
+    checks it right before sending, so an opted-out number is never messaged again until it opts
+    back in.
+    """
+
+    __tablename__ = "channel_opt_outs"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(128))
+    opted_out_at: Mapped[datetime | None]
+    opted_in_at: Mapped[datetime | None]
+    #: The word the customer sent last (STOP, STOPPEN, START, ...).
+    keyword: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @hybrid_property
+    def is_opted_out(self) -> bool:
+        """True while the address may not be messaged (usable in queries too)."""
+        return self.opted_out_at is not None
+
+    @is_opted_out.inplace.expression
+    @classmethod
+    def _is_opted_out_expression(cls) -> ColumnElement[bool]:
+        return cls.opted_out_at.is_not(None)
+
+
+class ChannelOutbound(Base):
+    """A message sent (or refused) on a channel, with its delivery state.
+
+    ``status`` starts as ours (``queued``; ``refused`` when an opt-out or the WhatsApp window
+    forbids sending; ``failed`` when the REST call failed) and then follows Twilio's delivery
+    status callbacks (``accepted``, ``sent``, ``delivered``, ``undelivered``, ``read``, ...);
+    the history is in :class:`ChannelDeliveryEvent`. ``idempotency_key`` (unique, optional)
+    lets a sender that retries (the outbox workers) record a message to one recipient once.
+    """
+
+    __tablename__ = "channel_outbound"
+    __table_args__ = (
+        Index("ix_channel_outbound_channel_address_created", "channel", "address", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    #: The recipient as the channel addresses it (+31..., whatsapp:+31..., a chat id).
+    address: Mapped[str] = mapped_column(String(128))
+    sender: Mapped[str | None] = mapped_column(String(128))
+    #: ``reply``, ``confirmation``, ``notification``, ... (open-ended).
+    kind: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str | None] = mapped_column(Text)
+    #: The approved WhatsApp template sent instead of ``body`` outside the 24-hour window.
+    content_sid: Mapped[str | None] = mapped_column(String(64))
+    content_variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    outbox_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox.id", ondelete="SET NULL"), index=True
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(32), default="queued")
+    twilio_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list[ChannelDeliveryEvent]] = relationship(
+        back_populates="outbound",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ChannelDeliveryEvent.id",
+    )
+
+
+class ChannelDeliveryEvent(Base):
+    """One delivery status callback from Twilio, stored once per (message, status).
+
+    ``outbound_id`` is null for a callback about a message this database does not know (sent
+    by another system on the same account). ``details`` keeps the callback's fields without any
+    message text.
+    """
+
+    __tablename__ = "channel_delivery_events"
+    __table_args__ = (UniqueConstraint("message_sid", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("channel_outbound.id", ondelete="CASCADE"), index=True
+    )
+    message_sid: Mapped[str] = mapped_column(String(64))
+    #: Twilio's words, e.g. ``partially_delivered``: open-ended, hence the generous length.
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    outbound: Mapped[ChannelOutbound | None] = relationship(back_populates="events")
+
+
+class ChannelCallbackPayload(Base):
+    """A Telegram button payload too long for the 64 bytes of callback data, by its short key.
+
+    Kept in the database (not in memory) so buttons of older messages still work after a
+    restart; the key is derived from the payload, so the same payload always gets the same key.
+    """
+
+    __tablename__ = "channel_callback_payloads"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

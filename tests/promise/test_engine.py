@@ -252,3 +252,31 @@ def _refit_lifelines(aft: LogNormalAFT, history: list[Incident]):  # type: ignor
     return LogNormalAFTFitter(penalizer=aft.penalizer).fit(
         frame, duration_col="duration", event_col="resolved"
     )
+
+
+def test_a_broader_segment_answers_when_the_specific_curve_never_reaches_the_level() -> None:
+    rng = np.random.default_rng(11)
+    # Half of the "storm" outages are fixed quickly, the other half were still open when the
+    # data ended: their curve stops at 50 % fixed and cannot give an 80 % promise.
+    storm = _history(rng, 40, cause="storm", scale_minutes=30.0, days=10.0)
+    for k in range(40):
+        storm.append(
+            Incident(
+                id=f"storm-open-{k}",
+                started_at=NOW - timedelta(days=1, minutes=k),
+                resolved_at=None,
+                service="internet",
+                cause="storm",
+                region="Utrecht",
+            )
+        )
+    history = storm + _history(rng, 400, cause="cable_cut", scale_minutes=120.0)
+    config = EngineConfig(segments=(("cause",), ()), conformal=False)
+    engine = PromiseEngine(config).fit(history, NOW)
+
+    estimate = engine.promise(_open(cause="storm"), NOW, 0.8)
+
+    assert estimate.deadline is not None
+    assert estimate.explanation.segment == "all outages"
+    # At 40 % the storm curve itself answers.
+    assert engine.promise(_open(cause="storm"), NOW, 0.4).explanation.segment == "cause=storm"
