@@ -516,32 +516,18 @@ class PromiseService:
             return view
         suggestion = session.get(Promise, view.promise_id)
         assert suggestion is not None
-        self._supersede(session, outage_id)
-        approved = Promise(
-            outage_id=outage_id,
+        decision = self._decide(
+            session,
+            suggestion,
+            action="approve",
+            status="approved",
             deadline=suggestion.deadline,
             next_update_at=suggestion.next_update_at,
-            target_quantile=suggestion.target_quantile,
-            status="approved",
-            evidence=dict(suggestion.evidence),
-            made_at=now,
-            made_by=actor,
+            actor=actor,
+            reason=None,
+            now=now,
         )
-        session.add(approved)
-        session.flush()
-        session.add(
-            PromiseAudit(
-                promise_id=approved.id,
-                outage_id=outage_id,
-                action="approve",
-                actor=actor,
-                old_deadline=suggestion.deadline,
-                new_deadline=approved.deadline,
-                at=now,
-            )
-        )
-        session.flush()
-        return _view(approved, outage)
+        return _view(decision, outage)
 
     def override(
         self,
@@ -570,34 +556,61 @@ class PromiseService:
         assert view is not None
         previous = session.get(Promise, view.promise_id)
         assert previous is not None
-        self._supersede(session, outage_id)
-        overridden = Promise(
-            outage_id=outage_id,
+        decision = self._decide(
+            session,
+            previous,
+            action="override",
+            status="overridden",
             deadline=_utc(deadline),
             next_update_at=None,
+            actor=actor,
+            reason=reason,
+            now=now,
+        )
+        return _view(decision, outage)
+
+    def _decide(
+        self,
+        session: Session,
+        previous: Promise,
+        *,
+        action: str,
+        status: str,
+        deadline: datetime | None,
+        next_update_at: datetime | None,
+        actor: str,
+        reason: str | None,
+        now: datetime,
+    ) -> Promise:
+        """A supervisor's decision replacing ``previous``, with its audit row (who, why, when)."""
+        self._supersede(session, previous.outage_id)
+        decision = Promise(
+            outage_id=previous.outage_id,
+            deadline=deadline,
+            next_update_at=next_update_at,
             target_quantile=previous.target_quantile,
-            status="overridden",
+            status=status,
             evidence=dict(previous.evidence),
             made_at=now,
             made_by=actor,
             reason=reason,
         )
-        session.add(overridden)
+        session.add(decision)
         session.flush()
         session.add(
             PromiseAudit(
-                promise_id=overridden.id,
-                outage_id=outage_id,
-                action="override",
+                promise_id=decision.id,
+                outage_id=previous.outage_id,
+                action=action,
                 actor=actor,
                 reason=reason,
-                old_deadline=view.deadline,
+                old_deadline=previous.deadline,
                 new_deadline=deadline,
                 at=now,
             )
         )
         session.flush()
-        return _view(overridden, outage)
+        return decision
 
     # -- promises given ----------------------------------------------------------------------
 
