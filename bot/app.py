@@ -20,11 +20,13 @@ from rasa_sdk.executor import ActionExecutor
 from actions import ActionContext, build_actions
 from bot import __version__
 from bot.actions_server import build_router
-from bot.api import conversations, health, outages, suggestions
+from bot.api import conversations, customers, health, outages, suggestions
 from bot.channels.gateway import ChannelGateway
 from bot.channels.routes import router as channels_router
 from bot.console import routes as console_routes
 from bot.conversation.service import ConversationService
+from bot.delivery import embedded_delivery
+from bot.delivery.api import router as outbox_router
 from bot.language import LanguageIdentifier
 from bot.promises.service import PromiseService
 from bot.promises.watch import PromiseWatch
@@ -84,9 +86,16 @@ def create_app(
         app.state.promise_watch = watch
         watch.start()
         await channels.start(app.state.conversations)
+        # Proactive messages (issue 5): without Redis the service delivers the outbox itself.
+        delivery = embedded_delivery(settings, sessions, channels)
+        app.state.delivery = delivery
+        if delivery is not None:
+            delivery.start()
         try:
             yield
         finally:
+            if delivery is not None:
+                await delivery.stop()
             await channels.stop()
             await watch.stop()
             if owned and isinstance(engine, RasaClient):
@@ -112,6 +121,8 @@ def create_app(
     app.include_router(conversations.router)
     app.include_router(suggestions.router)
     app.include_router(outages.router)
+    app.include_router(customers.router)  # one customer across channels (issue 5)
+    app.include_router(outbox_router)  # dead letters and queue health (issue 5)
     app.include_router(health.router)
     app.include_router(channels_router)
     app.include_router(console_routes.router)

@@ -57,6 +57,26 @@ def serve(
 
 
 @app.command()
+def worker(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Log every job (arq's own lines).")
+    ] = False,
+) -> None:
+    """Run a delivery worker (arq on BELOFTE_REDIS_URL): sends the outbox to subscribers."""
+    settings = get_settings()
+    if not settings.redis_url:
+        typer.echo(
+            "BELOFTE_REDIS_URL is not set: workers need Redis. Without it the service delivers "
+            "the outbox itself.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from bot.delivery.worker import run_worker
+
+    run_worker(settings, verbose=verbose)
+
+
+@app.command()
 def train(
     force: Annotated[bool, typer.Option("--force", help="Train even if nothing changed.")] = False,
 ) -> None:

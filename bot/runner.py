@@ -161,6 +161,14 @@ def run(settings: Settings, *, train: bool = True) -> int:
             ],
             cwd=PROJECT_ROOT,
         )  # fmt: skip
+        if settings.redis_url:
+            # Proactive messages: one arq worker (more can run anywhere with `belofte worker`).
+            # Without Redis the service delivers the outbox itself.
+            worker_log = home / "logs" / "worker.log"
+            say(f"Starting a delivery worker (log: {worker_log})")
+            supervisor.start(
+                "worker", [sys.executable, "-m", "bot.delivery"], log=worker_log, cwd=PROJECT_ROOT
+            )
         say(f"Starting Rasa on http://{settings.rasa_host}:{settings.rasa_port} (log: {rasa_log})")
         endpoints = project.write_endpoints()
         supervisor.start(

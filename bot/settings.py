@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root: the Rasa project lives here (config.yml, domain.yml, data/).
@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         description="Segments to pool history by, most specific first: comma-separated outage "
         "fields or imported attributes (e.g. priority); the empty one pools everything.",
     )
+    promise_estimator: Literal["survival", "boosted"] = Field(
+        default="survival",
+        description="survival: Kaplan-Meier curves per segment; boosted: a gradient-boosted "
+        "model of the remaining time on every attribute known at opening, with a conformal "
+        "shift (the curves still give the evidence). See docs/benchmarks.md.",
+    )
     promise_renew_at_fraction: float = Field(
         default=0.9,
         gt=0.0,
@@ -297,11 +303,194 @@ class Settings(BaseSettings):
         default=10.0, gt=0.0, description="How long one Twilio REST call may take."
     )
 
+    # -- voice line (issue 5, bot/channels/voice.py) -----------------------------------------
+    # The Twilio outage line; on with the Twilio credentials above.
+
+    voice_english_locale: Literal["en-GB", "en-US"] = Field(
+        default="en-GB",
+        description="Locale of English on the voice line (speech recognition and <Say>); "
+        "Dutch is always nl-NL.",
+    )
+    voice_say_voice_nl: str = Field(
+        default="Polly.Laura-Neural",
+        description="Twilio <Say> voice for Dutch (a Twilio-supported Polly or Google voice).",
+    )
+    voice_say_voice_en: str = Field(
+        default="Polly.Amy-Neural",
+        description="Twilio <Say> voice for English; pick one of voice_english_locale (e.g. "
+        "Polly.Joanna-Neural for en-US).",
+    )
+    voice_agent_queue: str | None = Field(
+        default=None,
+        description="Twilio queue (<Enqueue>) callers are transferred to; wins over "
+        "voice_agent_number.",
+    )
+    voice_agent_number: str | None = Field(
+        default=None,
+        description="Number (<Dial>, E.164) callers are transferred to when no queue is set. "
+        "Neither set: callers hear that no agent is available.",
+    )
+    voice_min_confidence: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="Speech recognised with a lower Confidence counts as not understood.",
+    )
+    voice_max_attempts: int = Field(
+        default=2,
+        ge=1,
+        description="Failed attempts in a row (silence or not understood) before the caller is "
+        "transferred to an agent.",
+    )
+    voice_gather_timeout_seconds: int = Field(
+        default=6,
+        ge=1,
+        le=60,
+        description="Seconds of silence before a question counts as unanswered.",
+    )
+    voice_language_timeout_seconds: int = Field(
+        default=3,
+        ge=1,
+        le=60,
+        description="Seconds the greeting waits for 'English' / 9 before going on in Dutch.",
+    )
+    voice_max_outages: int = Field(
+        default=3, ge=1, description="Most outages at one postcode told in a call."
+    )
+
     def telegram_secret_token(self) -> str:
         """The Telegram webhook secret, created once per ``BELOFTE_HOME`` if not set."""
         if self.telegram_webhook_secret is not None:
             return self.telegram_webhook_secret.get_secret_value()
         return self._generated_secret("telegram-webhook-secret")
+
+    # -- one customer across channels, and the inbound sweep (issue 5, bot/customers) --------
+
+    link_code_ttl_seconds: int = Field(
+        default=600,
+        ge=60,
+        description="How long a link code (KOPPEL by SMS, /koppel on Telegram) can be used.",
+    )
+    link_code_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Wrong link codes one address may send within link_code_attempt_window_seconds "
+        "before every code from it is refused for the rest of that window.",
+    )
+    link_code_attempt_window_seconds: int = Field(
+        default=3600, ge=60, description="The window in which wrong link codes are counted."
+    )
+    link_code_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC under which link codes are stored (never in clear); "
+        "generated into $BELOFTE_HOME/link-code-key if unset. Every worker needs the same one.",
+    )
+    channel_sweep_age_seconds: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="Inbound events still unprocessed this long after a webhook took them in "
+        "(the process died) are processed once more. Keep it above the longest turn.",
+    )
+    channel_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0.0, description="How often the gateway sweeps for such events."
+    )
+
+    def link_code_key(self) -> bytes:
+        """The key link codes are hashed with, created once per ``BELOFTE_HOME`` if not set."""
+        if self.link_code_secret is not None:
+            return self.link_code_secret.get_secret_value().encode("utf-8")
+        return self._generated_secret("link-code-key").encode("utf-8")
+
+    # -- delivery of proactive messages (issue 5, bot/delivery) -------------------------------
+    # With redis_url set, `belofte worker` processes (arq) deliver the outbox; without it the
+    # service delivers it itself (see bot/delivery/__init__.py).
+
+    delivery_queue_name: str = Field(
+        default="belofte:delivery",
+        min_length=1,
+        description="arq queue of the delivery jobs; also prefixes their job ids and the rate "
+        "limit keys in Redis (two installations may share one Redis with different names).",
+    )
+    delivery_concurrency: int = Field(
+        default=20, ge=1, description="Messages one worker (or the embedded loop) sends at once."
+    )
+    delivery_dispatch_interval_seconds: int = Field(
+        default=2,
+        ge=1,
+        le=30,
+        description="How often due outbox messages are handed to the workers; must divide 60.",
+    )
+    delivery_dispatch_batch: int = Field(
+        default=2000, ge=1, description="Most messages handed to the workers per round."
+    )
+    delivery_requeue_after_seconds: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="A message handed to the workers this long ago and still not done is handed "
+        "over again (its job was lost, e.g. with Redis). Keep it above the job timeout.",
+    )
+    delivery_job_timeout_seconds: int = Field(
+        default=60,
+        ge=5,
+        description="Longest one delivery job may run; a job of a killed worker is run again by "
+        "another worker this long (plus 10 s) after it started.",
+    )
+    delivery_shutdown_grace_seconds: int = Field(
+        default=12,
+        ge=0,
+        description="On SIGTERM a worker stops taking jobs and lets running ones finish for this "
+        "long before cancelling them.",
+    )
+    delivery_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts at a message that fails for a passing reason (network, 429, 5xx) "
+        "before it goes to the dead letters.",
+    )
+    delivery_backoff_base_seconds: float = Field(
+        default=5.0, gt=0.0, description="Wait before the second attempt; doubled each time."
+    )
+    delivery_backoff_max_seconds: float = Field(
+        default=900.0, gt=0.0, description="Longest wait between two attempts."
+    )
+    delivery_claim_lease_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="How long a message being sent counts as in progress. After it, a retry "
+        "looks the message up at Twilio before sending it again. At least twice the Twilio "
+        "timeout.",
+    )
+    delivery_lookup_limit: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Newest messages to a number listed when looking up an earlier attempt.",
+    )
+    delivery_rate_limits: dict[str, float] = Field(
+        default={"sms": 10.0, "whatsapp": 20.0, "telegram": 25.0},
+        description="Messages per second per sender: by channel (each SMS number, WhatsApp "
+        "sender, Telegram bot) or for one sender as 'sms:+3197010000001'. A channel not listed "
+        "is not limited. Shared by all workers through Redis.",
+    )
+    delivery_rate_burst: int = Field(
+        default=1, ge=1, description="Messages one sender may send at once before the rate applies."
+    )
+    delivery_max_rate_wait_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="Longest a job waits for its sender's next free slot; beyond it the message "
+        "is put back and tried later.",
+    )
+
+    @model_validator(mode="after")
+    def _check_delivery(self) -> Settings:
+        if 60 % self.delivery_dispatch_interval_seconds:
+            raise ValueError("delivery_dispatch_interval_seconds must divide 60")
+        if self.delivery_claim_lease_seconds < 2 * self.twilio_timeout_seconds:
+            raise ValueError("delivery_claim_lease_seconds must be at least 2 x the Twilio timeout")
+        if any(rate <= 0 for rate in self.delivery_rate_limits.values()):
+            raise ValueError("delivery_rate_limits must be positive")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.customers.identities import link_customer
 from bot.promises import history_store
 from bot.promises.history_store import (
     HistoryImportError,
@@ -507,6 +508,40 @@ def test_renew_due_queues_one_apology_per_subscribed_recipient_and_is_idempotent
     assert len(_outbox(session)) == 2
 
 
+def test_a_caller_told_on_the_phone_gets_the_apology_by_sms(
+    session: Session, service: PromiseService, engine: ScriptedEngine
+) -> None:
+    """The voice line tells the promise on ``voice:+31...``; pressing 1 subscribes ``sms:+31...``.
+
+    Same number, same customer: the renewal reaches the subscription, once, however often the
+    caller was told the promise.
+    """
+    outage = _outage(session)
+    link_customer(session, "voice", "+31611111111")
+    link_customer(session, "sms", "+31611111111")
+    link_customer(session, "voice", "+31633333333")  # told, but subscribed nowhere
+    engine.deadline = T0 + timedelta(hours=2)
+    old = service.current(session, outage.id, T0)
+    assert old is not None
+    for recipient in ("voice:+31611111111", "voice:+31633333333"):
+        service.record_given(
+            session, old, channel="voice", recipient=recipient, language="en",
+            conversation_id=None, now=T0,
+        )  # fmt: skip
+    sms = _subscribe(session, outage, "sms", "sms:+31611111111")
+    session.flush()
+
+    engine.deadline = T0 + timedelta(hours=3)
+    assert service.renew_due(session, T0 + timedelta(minutes=110)) == 1
+    [message] = _outbox(session)
+    assert (message.channel, message.address, message.subscription_id) == (
+        "sms",
+        "sms:+31611111111",
+        sms.id,
+    )
+    assert service.renew_due(session, T0 + timedelta(minutes=111)) == 0
+
+
 def test_renew_replaces_an_approved_promise_about_to_break(
     session: Session, service: PromiseService, engine: ScriptedEngine
 ) -> None:
@@ -593,6 +628,21 @@ def test_watch_loop_logs_errors_and_keeps_going(
 
     asyncio.run(run())
     assert Flaky.calls >= 3 and watch.rounds >= 3
+    # The loop fitted the engine before its first round, not on a customer's first question.
+    assert engine.fits == 1
+
+
+def test_a_failed_warm_up_is_logged_and_not_fatal(
+    db_engine: Engine, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_config: object) -> ScriptedEngine:
+        raise RuntimeError("no history table")
+
+    watch = PromiseWatch(
+        PromiseService(settings, engine_factory=broken), make_sessionmaker(db_engine), 60
+    )
+    asyncio.run(watch.warm_up())
+    assert "warm-up failed" in caplog.text
 
 
 # -- history and the engine cache ---------------------------------------------------------------

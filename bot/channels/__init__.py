@@ -10,6 +10,8 @@ all channels give the same grounded answer; what differs per channel lives here:
 - :mod:`bot.channels.store`: what makes "processed once" and "never after STOP" hold across
   restarts and workers (unique rows in the database, not memory).
 - :mod:`bot.channels.customers`: one customer across channels (the same phone number on SMS,
-  WhatsApp and voice).
+  WhatsApp and voice), from the service package :mod:`bot.customers`;
+  :mod:`bot.channels.linking`: the customer's side of it (shared contact, link codes, the
+  channel for notifications).
 - :mod:`bot.channels.gateway` and :mod:`bot.channels.routes`: lifecycle and HTTP routes.
 """

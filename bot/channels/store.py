@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.storage.inserts import insert_ignoring_conflict as insert_ignoring_conflict
 from bot.storage.models import (
-    Base,
     ChannelCallbackPayload,
     ChannelDeliveryEvent,
     ChannelInbound,
@@ -51,41 +50,23 @@ STATUS_CHARS = 32
 TWILIO_UNSUBSCRIBED_RECIPIENT = 21610
 
 
-def insert_ignoring_conflict(
-    session: Session, model: type[Base], values: Mapping[str, Any], conflict: Sequence[str]
-) -> bool:
-    """Insert a row unless one with the same ``conflict`` columns exists; True if inserted.
-
-    Concurrent inserts of the same key are safe: PostgreSQL makes the second wait for the
-    first and then do nothing; SQLite serialises writers.
-    """
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(model)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=conflict)
-            # RETURNING tells reliably whether the row went in (rowcount can be -1 here).
-            .returning(literal(1, Integer))
-        )
-        return session.execute(statement).first() is not None
-    # Other databases: a savepoint absorbs the unique violation.
-    try:
-        with session.begin_nested():
-            session.add(model(**values))
-        return True
-    except IntegrityError:
-        return False
-
-
 # -- inbound events ------------------------------------------------------------------------------
 
 
 def claim_inbound(
-    session: Session, *, channel: str, external_id: str, address: str, now: datetime
+    session: Session,
+    *,
+    channel: str,
+    external_id: str,
+    address: str,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
 ) -> int | None:
-    """Record an inbound event; its row id, or None when it was taken in before (a retry)."""
+    """Record an inbound event; its row id, or None when it was taken in before (a retry).
+
+    ``payload`` (the update or form as received) is kept until the event is finished, so a
+    sweep (:func:`claim_stuck_inbound`) can process it again when this process dies first.
+    """
     inserted = insert_ignoring_conflict(
         session,
         ChannelInbound,
@@ -95,6 +76,7 @@ def claim_inbound(
             "address": address,
             "status": "received",
             "received_at": now,
+            "payload": payload,
         },
         ("channel", "external_id"),
     )
@@ -110,7 +92,10 @@ def claim_inbound(
 def finish_inbound(
     session: Session, inbound_id: int, *, now: datetime, error: str | None = None
 ) -> None:
-    """Mark an inbound event ``done`` (or ``failed`` with ``error``) unless already failed."""
+    """Mark an inbound event ``done`` (or ``failed`` with ``error``) unless already failed.
+
+    Its payload goes: a customer's message is kept in the conversation, not twice.
+    """
     session.execute(
         update(ChannelInbound)
         .where(ChannelInbound.id == inbound_id, ChannelInbound.status == "received")
@@ -118,8 +103,93 @@ def finish_inbound(
             status="failed" if error else "done",
             processed_at=now,
             error=error[:2000] if error else None,
+            payload=None,
         )
     )
+
+
+@dataclass(frozen=True)
+class StuckInbound:
+    """An inbound event a sweep claimed for its one more try (see :func:`claim_stuck_inbound`)."""
+
+    id: int
+    channel: str
+    external_id: str
+    payload: dict[str, Any] | None
+
+
+def claim_stuck_inbound(
+    session: Session,
+    *,
+    channels: Sequence[str],
+    received_before: datetime,
+    now: datetime,
+    limit: int = 100,
+) -> list[StuckInbound]:
+    """Claim events of ``channels`` still ``received`` since before ``received_before``.
+
+    A webhook recorded them, then the process died before their turn ran. Each is claimed once
+    (``swept_at`` set by a conditional UPDATE): two workers sweeping at the same moment never
+    both get it, since PostgreSQL re-checks ``swept_at IS NULL`` on the row the other one
+    updated, and SQLite serialises writers. The caller commits, then processes them.
+    """
+    candidates = (
+        select(ChannelInbound.id)
+        .where(
+            ChannelInbound.channel.in_(list(channels)),
+            ChannelInbound.status == "received",
+            ChannelInbound.swept_at.is_(None),
+            ChannelInbound.received_at < received_before,
+        )
+        .order_by(ChannelInbound.received_at, ChannelInbound.id)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        update(ChannelInbound)
+        .where(
+            ChannelInbound.id.in_(candidates),
+            # Repeated outside the subquery: these are what a concurrent claim re-checks.
+            ChannelInbound.status == "received",
+            ChannelInbound.swept_at.is_(None),
+        )
+        .values(swept_at=now)
+        .returning(
+            ChannelInbound.id,
+            ChannelInbound.channel,
+            ChannelInbound.external_id,
+            ChannelInbound.payload,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    claimed = [StuckInbound(row[0], row[1], row[2], row[3]) for row in rows]
+    return sorted(claimed, key=lambda event: event.id)
+
+
+def abandon_stuck_inbound(
+    session: Session, *, channels: Sequence[str], swept_before: datetime, now: datetime
+) -> int:
+    """Mark ``failed`` the events a sweep retried before ``swept_before`` that never finished.
+
+    An event gets one more try, not a loop of them: whatever made the process die while
+    handling it twice is for a person to look at. Returns how many were given up.
+    """
+    result = session.execute(
+        update(ChannelInbound)
+        .where(
+            ChannelInbound.channel.in_(list(channels)),
+            ChannelInbound.status == "received",
+            ChannelInbound.swept_at < swept_before,
+        )
+        .values(
+            status="failed",
+            processed_at=now,
+            payload=None,
+            error="not finished after a second try (the service stopped while handling it)",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def last_inbound_at(session: Session, *, channel: str, address: str) -> datetime | None:
@@ -273,5 +343,5 @@ def fail_inbound(
     session.execute(
         update(ChannelInbound)
         .where(ChannelInbound.channel == channel, ChannelInbound.external_id == external_id)
-        .values(status="failed", processed_at=now, error=error[:2000])
+        .values(status="failed", processed_at=now, error=error[:2000], payload=None)
     )

@@ -10,6 +10,11 @@ the update through PTB's :class:`~telegram.ext.Application` and its handlers:
 - every button press is answered (no endless spinner) and its payload goes to the assistant as
   if typed; payloads too long for the 64 bytes of callback data are kept in the database;
 - ``/start`` (and ``/help`` or any unknown command) greets, ``/stop`` cancels subscriptions;
+- ``/koppel`` (``/link``) ties the chat to a phone number, by a shared contact (only the
+  sender's own) or a one-time code, and ``/kanaal`` (``/channel``) chooses where notifications
+  go (:mod:`bot.channels.linking`);
+- a chat that blocked the bot (403 Forbidden on a send) is opted out and gets nothing more
+  until it writes again;
 - photos, voice notes, stickers and other attachments get a polite "text only" reply;
 - replies longer than Telegram's 4096 characters are split.
 
@@ -22,6 +27,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import Request
@@ -32,11 +38,14 @@ from telegram import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
     Update,
     User,
 )
 from telegram.constants import InlineKeyboardButtonLimit, MessageLimit
-from telegram.error import TelegramError
+from telegram.error import Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     Application,
     BaseUpdateProcessor,
@@ -54,12 +63,13 @@ from bot.channels.customers import (
     conversation_id,
     link_customer,
 )
+from bot.channels.linking import LinkCommand, LinkReply, parse_link_command
 from bot.channels.outbound import SendResult
-from bot.channels.texts import language_of, split_text, text, utf16_units
+from bot.channels.texts import language_of, link_text, split_text, text, utf16_units
 from bot.conversation.service import AssistantUnavailable, InvalidMessage, Reply, TurnResult
 from bot.settings import Language, Settings
 from bot.storage.db import SessionFactory
-from bot.storage.models import ChannelOutbound, Conversation, Outage
+from bot.storage.models import Conversation, Outage
 from bot.storage.types import utcnow
 from bot.subscriptions.service import subscribe, unsubscribe
 
@@ -81,8 +91,13 @@ PAYLOAD_KEY_PREFIX: Final = "h:"
 #: How many updates are processed at once (across chats; one chat is always in order).
 MAX_CONCURRENT_UPDATES: Final = 64
 
+#: The opt-out keyword recorded when the Bot API answers 403: the customer blocked the bot.
+BLOCKED: Final = "blocked"
+
 #: PTB's application with the default context types (mypy needs its six type parameters).
 TelegramApplication = Application[Any, Any, Any, Any, Any, Any]
+#: Any keyboard a message can carry.
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
 
 class ChatOrderedUpdateProcessor(BaseUpdateProcessor):
@@ -210,6 +225,11 @@ class TelegramChannel:
         message = filters.UpdateType.MESSAGE
         application.add_handler(CommandHandler(["start", "help"], self._on_start, message))
         application.add_handler(CommandHandler("stop", self._on_stop, message))
+        application.add_handler(
+            CommandHandler(["koppel", "link", "kanaal", "channel"], self._on_link_command, message)
+        )
+        # Before the attachment handler: a shared contact is an attachment too.
+        application.add_handler(MessageHandler(message & filters.CONTACT, self._on_contact))
         application.add_handler(CallbackQueryHandler(self._on_button))
         application.add_handler(
             MessageHandler(message & filters.TEXT & ~filters.COMMAND, self._on_text)
@@ -260,6 +280,7 @@ class TelegramChannel:
                 external_id=self._external_id(update.update_id),
                 address=address,
                 now=utcnow(),
+                payload=data,
             )
         if inbound_id is None:
             logger.info("Telegram update %s was already taken in; ignored", update.update_id)
@@ -271,7 +292,26 @@ class TelegramChannel:
         # update_ids count per bot: with the bot id a new token cannot collide with old rows.
         return f"{self.bot_id}:{update_id}"
 
+    async def ready(self) -> bool:
+        """True when the channel is configured and the Bot API answered (updates can run)."""
+        return self.enabled and await self._ensure_ready()
+
+    async def replay(self, inbound_id: int, payload: dict[str, Any] | None) -> bool:
+        """Process a recorded update again (the gateway's sweep, once :meth:`ready`); False
+        when the payload is no update."""
+        if payload is None:
+            return False
+        try:
+            update = Update.de_json(payload, self.application.bot)
+        except (KeyError, TypeError, ValueError):
+            return False
+        self._gateway.spawn(self._process(update, inbound_id), f"telegram-{update.update_id}")
+        return True
+
     async def _process(self, update: Update, inbound_id: int) -> None:
+        chat = update.effective_chat
+        if chat is not None:
+            self._writes_again(str(chat.id))
         application = self.application
         await application.update_processor.process_update(
             update, application.process_update(update)
@@ -306,7 +346,91 @@ class TelegramChannel:
         message = update.effective_message
         if message is None or message.text is None:
             return
+        command = parse_link_command(message.text)
+        if command is not None:  # "KANAAL SMS", "KOPPEL ABC234" typed without a slash
+            await self._link(update, context, command)
+            return
         await self._turn(update, context, message.text)
+
+    # -- linking (bot.channels.linking) ----------------------------------------------------
+
+    async def _on_link_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        command = parse_link_command(message.text or "") if message is not None else None
+        if command is None:
+            await self._on_start(update, context)
+            return
+        await self._link(update, context, command)
+
+    async def _link(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, command: LinkCommand
+    ) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        user = update.effective_user
+        language = command.language or self._language(chat.id, user)
+        reply = self._gateway.linking.handle(
+            command,
+            channel=CHANNEL,
+            address=str(chat.id),
+            language=language,
+            display_name=user.full_name if user else None,
+        )
+        markup = self._contact_keyboard(language) if reply.ask_contact else None
+        await self._send(context.bot, chat.id, reply.text, markup=markup)
+
+    async def _on_contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        chat = update.effective_chat
+        if message is None or chat is None:
+            return
+        user = update.effective_user
+        contact = message.contact
+        language = self._language(chat.id, user)
+        # Only the sender's own contact, in a private chat, proves the number is theirs: a
+        # forwarded contact of someone else must never tie their number to this chat.
+        own = (
+            contact is not None
+            and user is not None
+            and contact.user_id == user.id
+            and chat.type == chat.PRIVATE
+        )
+        if not own or contact is None or user is None:
+            await self._send(
+                context.bot,
+                chat.id,
+                link_text("contact_not_own", language),
+                markup=self._contact_keyboard(language),
+            )
+            return
+        reply: LinkReply = self._gateway.linking.link_contact(
+            chat_id=str(chat.id),
+            phone=contact.phone_number,
+            language=language,
+            display_name=user.full_name,
+        )
+        await self._send(context.bot, chat.id, reply.text, markup=ReplyKeyboardRemove())
+
+    @staticmethod
+    def _contact_keyboard(language: Language) -> ReplyKeyboardMarkup:
+        """A one-time keyboard whose button shares the user's own contact."""
+        button = KeyboardButton(link_text("share_contact_button", language), request_contact=True)
+        return ReplyKeyboardMarkup([[button]], one_time_keyboard=True, resize_keyboard=True)
+
+    def _blocked(self, chat_id: str, reason: str) -> None:
+        """The customer blocked the bot: opt the chat out until it writes again."""
+        logger.info("Telegram chat blocked the bot; opted out until it writes again: %s", reason)
+        with self._sessions() as session, session.begin():
+            store.opt_out(session, channel=CHANNEL, address=chat_id, keyword=BLOCKED, now=utcnow())
+
+    def _writes_again(self, chat_id: str) -> None:
+        """A chat that blocked the bot and writes again (``/start``) may be messaged again."""
+        with self._sessions() as session, session.begin():
+            if store.is_opted_out(session, channel=CHANNEL, address=chat_id):
+                store.opt_in(
+                    session, channel=CHANNEL, address=chat_id, keyword="wrote_again", now=utcnow()
+                )
 
     async def _on_attachment(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat
@@ -341,6 +465,9 @@ class TelegramChannel:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.error("Telegram update failed", exc_info=context.error)
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if isinstance(context.error, Forbidden) and chat is not None:
+            self._blocked(str(chat.id), str(context.error))
         if isinstance(update, Update):
             with self._sessions() as session, session.begin():
                 store.fail_inbound(
@@ -444,13 +571,20 @@ class TelegramChannel:
         chat_id: int,
         message: str,
         rows: list[list[InlineKeyboardButton]] | None = None,
+        *,
+        markup: Markup | None = None,
     ) -> None:
-        """Send ``message`` in as many pieces as needed; the keyboard goes on the last one."""
+        """Send ``message`` in as many pieces as needed; the keyboard goes on the last one.
+
+        ``rows`` make an inline keyboard; ``markup`` is any other keyboard (or its removal).
+        """
+        keyboard = InlineKeyboardMarkup(rows) if rows else markup
         pieces = split_message(message)
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
-            markup = InlineKeyboardMarkup(rows) if rows and last else None
-            await bot.send_message(chat_id=chat_id, text=piece, reply_markup=markup)
+            await bot.send_message(
+                chat_id=chat_id, text=piece, reply_markup=keyboard if last else None
+            )
 
     # -- proactive messages ----------------------------------------------------------------
 
@@ -467,17 +601,19 @@ class TelegramChannel:
         """Send ``body`` to a chat (its id or its conversation id ``telegram:<id>``), recorded.
 
         The Telegram send path for messages nobody just asked for (the outbox workers):
-        recorded in ``channel_outbound`` first, once per ``idempotency_key``.
+        recorded in ``channel_outbound`` first, once per ``idempotency_key`` (a leased claim, see
+        :mod:`bot.channels.outbound`). The Bot API cannot list what a bot sent, so a claim whose
+        outcome is unknown (a timeout, a crash) is sent again once its lease ran out.
         """
         chat_id = channel_address(CHANNEL, chat)
         now = utcnow()
+        lease = timedelta(seconds=self._settings.delivery_claim_lease_seconds)
         with self._sessions() as session, session.begin():
-            earlier = outbound.earlier_send(session, idempotency_key)
-            if earlier is not None:
-                return earlier
             known = conversation is not None and session.get(Conversation, conversation) is not None
             reason = None if self.enabled else "Telegram is not configured"
-            outbound_id = outbound.record_outbound(
+            if reason is None and store.is_opted_out(session, channel=CHANNEL, address=chat_id):
+                reason = "the chat blocked the bot (until it writes again)"
+            claim = outbound.claim_outbound(
                 session,
                 {
                     "channel": CHANNEL,
@@ -487,30 +623,58 @@ class TelegramChannel:
                     "conversation_id": conversation if known else None,
                     "outbox_id": outbox_id,
                     "idempotency_key": idempotency_key,
-                    "status": "refused" if reason else "queued",
+                    "status": "refused" if reason else outbound.CLAIMED,
                     "error_message": reason,
                     "created_at": now,
                     "updated_at": now,
                 },
+                lease=lease,
+                now=now,
             )
-        if outbound_id is None:
-            return SendResult("duplicate", reason="sent before")
+        outbound_id = claim.outbound_id
+        if claim.action is outbound.ClaimAction.DONE:
+            return SendResult("duplicate", outbound_id, reason="sent before")
+        if claim.action is outbound.ClaimAction.BUSY:
+            return SendResult(
+                "busy",
+                outbound_id,
+                reason="another attempt is sending this message",
+                retryable=True,
+                retry_at=claim.retry_at,
+            )
+        assert outbound_id is not None
         if reason is not None:
             return SendResult("refused", outbound_id, reason=reason)
-        status, error = "sent", None
+        if claim.action is outbound.ClaimAction.RECONCILE:
+            logger.warning("Telegram message %s: earlier outcome unknown, sent again", outbound_id)
+        status, error, retryable, retry_at = "sent", None, False, None
         if not await self._ensure_ready():
-            status, error = "failed", "the Telegram Bot API is not reachable"
+            status, error, retryable = "failed", "the Telegram Bot API is not reachable", True
         else:
             try:
                 await self._send(self.application.bot, int(chat_id), body)
+            except Forbidden as exc:
+                # The customer blocked the bot: nothing to retry, and nothing more to send.
+                status, error = "refused", f"{type(exc).__name__}: {exc}"
+                self._blocked(chat_id, str(exc))
+            except RetryAfter as exc:
+                # Flood control: Telegram says when to come back; nothing was sent.
+                status, error, retryable = "failed", f"{type(exc).__name__}: {exc}", True
+                retry_at = utcnow() + _retry_after(exc)
+            except NetworkError as exc:
+                # Timeouts and dropped connections: the message may have gone out.
+                status, error, retryable = outbound.UNKNOWN, f"{type(exc).__name__}: {exc}", True
             except (TelegramError, ValueError) as exc:
-                # Forbidden when the customer blocked the bot: nothing to retry.
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
         with self._sessions() as session, session.begin():
-            row = session.get(ChannelOutbound, outbound_id)
-            if row is not None:
-                row.status, row.error_message, row.updated_at = status, error, utcnow()
-        return SendResult(status, outbound_id, reason=error)
+            outbound.update_claim(
+                session,
+                outbound_id,
+                claim.version,
+                {"status": status, "error_message": error},
+                now=utcnow(),
+            )
+        return SendResult(status, outbound_id, reason=error, retryable=retryable, retry_at=retry_at)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -541,3 +705,9 @@ async def set_webhook(settings: Settings, url: str, *, drop_pending_updates: boo
             allowed_updates=list(ALLOWED_UPDATES),
             drop_pending_updates=drop_pending_updates,
         )
+
+
+def _retry_after(exc: RetryAfter) -> timedelta:
+    """How long Telegram's flood control asks us to wait (an int or a timedelta, by PTB's mode)."""
+    value = exc.retry_after
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)

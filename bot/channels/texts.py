@@ -1,4 +1,5 @@
-"""The channels' user-facing texts: the ``channels:`` block of ``bot/messages/{nl,en}.yml``."""
+"""The channels' user-facing texts: the ``channels:`` and ``link:`` blocks of
+``bot/messages/{nl,en}.yml``."""
 
 from __future__ import annotations
 
@@ -14,16 +15,21 @@ from bot.settings import Language
 _MESSAGES_DIR = Path(__file__).resolve().parent.parent / "messages"
 
 
-@lru_cache(maxsize=2)
-def _catalogue(language: Language) -> dict[str, str]:
+@lru_cache(maxsize=4)
+def _catalogue(language: Language, block: str = "channels") -> dict[str, str]:
     data = yaml.safe_load((_MESSAGES_DIR / f"{language}.yml").read_text(encoding="utf-8"))
-    block = data.get("channels") or {}
-    return {str(k): str(v) for k, v in block.items()}
+    texts = data.get(block) or {}
+    return {str(k): str(v) for k, v in texts.items()}
 
 
 def text(key: str, language: Language, **values: Any) -> str:
     """The channel text ``key`` in ``language``, filled with ``values``."""
     return _catalogue(language)[key].format(**values)
+
+
+def link_text(key: str, language: Language, **values: Any) -> str:
+    """The text ``key`` of linking channels (``link:`` block) in ``language``, filled in."""
+    return _catalogue(language, "link")[key].format(**values)
 
 
 def language_of(code: str | None, default: Language) -> Language:

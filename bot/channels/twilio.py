@@ -22,17 +22,20 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 import aiohttp
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import ImmutableMultiDict
-from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
+from twilio.base.exceptions import (  # type: ignore[import-untyped]
+    TwilioException,
+    TwilioRestException,
+)
 from twilio.http import AsyncHttpClient  # type: ignore[import-untyped]
 from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
@@ -47,7 +50,18 @@ from bot.channels.customers import (
     phone_number,
 )
 from bot.channels.keywords import Keyword, KeywordAction, parse_keyword
-from bot.channels.outbound import SendResult, earlier_send, record_outbound
+from bot.channels.linking import parse_link_command
+from bot.channels.outbound import (
+    CLAIMED,
+    UNKNOWN,
+    ClaimAction,
+    EarlierAttempt,
+    SendResult,
+    claim_outbound,
+    is_known_sid,
+    relax_durability,
+    update_claim,
+)
 from bot.channels.texts import split_text, text
 from bot.conversation.service import AssistantUnavailable, InvalidMessage, Reply
 from bot.settings import Language, Settings
@@ -69,6 +83,8 @@ WHATSAPP_WINDOW: Final = timedelta(hours=24)
 #: Longest body Twilio accepts for one SMS or WhatsApp message.
 MAX_BODY_CHARS: Final = 1600
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+#: How much earlier than our first claim a message found at Twilio may be dated (clocks differ).
+LOOKUP_CLOCK_SKEW: Final = timedelta(minutes=5)
 STATUS_PATH: Final = "/webhooks/twilio/status"
 
 #: Sends one reply: (text, kind, confirming an opt-out).
@@ -189,6 +205,8 @@ class TwilioSender:
         self._http_client_factory = http_client or self._default_http_client
         self._http_client: AsyncHttpClient | None = None
         self._client: Any = None
+        #: How long a claimed message counts as still being sent (see bot.channels.outbound).
+        self.claim_lease = timedelta(seconds=settings.delivery_claim_lease_seconds)
 
     @property
     def enabled(self) -> bool:
@@ -249,20 +267,27 @@ class TwilioSender:
         if not self.enabled or self._client is None:
             return SendResult("refused", reason="Twilio is not configured or not started")
         number = phone_number(to)
-        with self._sessions() as session, session.begin():
-            prepared = self._prepare(
-                session,
-                channel=channel,
-                number=number,
-                body=body,
-                kind=kind,
-                sender=sender,
-                conversation=conversation,
-                idempotency_key=idempotency_key,
-                outbox_id=outbox_id,
-                template_variables=template_variables,
-                confirming_opt_out=confirming_opt_out,
-            )
+
+        def claim() -> SendResult | _Prepared:
+            with self._sessions() as session, session.begin():
+                # Committed before the REST call: the claim must outlive a crash during it.
+                return self._prepare(
+                    session,
+                    channel=channel,
+                    number=number,
+                    body=body,
+                    kind=kind,
+                    sender=sender,
+                    conversation=conversation,
+                    idempotency_key=idempotency_key,
+                    outbox_id=outbox_id,
+                    template_variables=template_variables,
+                    confirming_opt_out=confirming_opt_out,
+                )
+
+        # The database work runs in a thread, so that many sends (the outbox workers run dozens
+        # at once) overlap their round trips instead of queueing on the event loop.
+        prepared = await asyncio.to_thread(claim)
         if isinstance(prepared, SendResult):
             return prepared
         return await self._deliver(prepared, callback_base)
@@ -284,9 +309,6 @@ class TwilioSender:
     ) -> SendResult | _Prepared:
         """Record the message and decide: send as text, as template, or refuse (and why)."""
         now = utcnow()
-        earlier = earlier_send(session, idempotency_key)
-        if earlier is not None:
-            return earlier
         reason: str | None = None
         content_sid: str | None = None
         variables: dict[str, str] | None = None
@@ -323,29 +345,48 @@ class TwilioSender:
             "conversation_id": conversation if known else None,
             "outbox_id": outbox_id,
             "idempotency_key": idempotency_key,
-            "status": "refused" if reason else "queued",
+            "status": "refused" if reason else CLAIMED,
             "error_message": reason,
             "created_at": now,
             "updated_at": now,
         }
-        outbound_id = record_outbound(session, values)
-        if outbound_id is None:
-            return SendResult("duplicate", reason="sent before")
+        claim = claim_outbound(session, values, lease=self.claim_lease, now=now)
+        if claim.action is ClaimAction.DONE:
+            return SendResult("duplicate", claim.outbound_id, claim.twilio_sid, "sent before")
+        if claim.action is ClaimAction.BUSY:
+            return SendResult(
+                "busy",
+                claim.outbound_id,
+                reason="another attempt is sending this message",
+                retryable=True,
+                retry_at=claim.retry_at,
+            )
+        assert claim.outbound_id is not None
         if reason:
-            logger.info("Refused %s message %s: %s", channel, outbound_id, reason)
-            return SendResult("refused", outbound_id, reason=reason)
+            logger.info("Refused %s message %s: %s", channel, claim.outbound_id, reason)
+            return SendResult("refused", claim.outbound_id, reason=reason)
         return _Prepared(
-            outbound_id=outbound_id,
+            outbound_id=claim.outbound_id,
+            version=claim.version,
             channel=channel,
             to=number,
             sender=from_number,
             body=body,
             content_sid=content_sid,
             content_variables=variables,
+            earlier=claim.earlier,
         )
 
     async def _deliver(self, prepared: _Prepared, callback_base: str | None) -> SendResult:
-        """The REST call, then the outcome recorded on the message."""
+        """The REST call, then the outcome recorded on the message.
+
+        A claim taken over from an attempt with an unknown outcome first looks for that
+        attempt's message at Twilio (:meth:`_find_earlier`) and sends only when it is not there.
+        """
+        if prepared.earlier is not None:
+            found = await self._reconcile(prepared)
+            if found is not None:
+                return found
         prefix = "whatsapp:" if prepared.channel == "whatsapp" else ""
         params: dict[str, Any] = {"to": prefix + prepared.to, "from_": prefix + prepared.sender}
         if prepared.content_sid is not None:
@@ -359,56 +400,204 @@ class TwilioSender:
         try:
             message = await self._client.messages.create_async(**params)
         except TwilioRestException as exc:
-            return self._failed(prepared, exc.code, str(exc.msg))
+            # Twilio answered: the message was not created. 429 and 5xx are worth a retry.
+            retryable = exc.status == 429 or exc.status >= 500
+            return await asyncio.to_thread(
+                self._failed, prepared, exc.code, str(exc.msg), retryable=retryable
+            )
+        except aiohttp.ClientConnectorError as exc:
+            # No connection was made, so nothing was sent.
+            reason = f"{type(exc).__name__}: {exc}"
+            return await asyncio.to_thread(self._failed, prepared, None, reason, retryable=True)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return self._failed(prepared, None, f"{type(exc).__name__}: {exc}")
-        sid = str(message.sid)
-        status = str(message.status or "accepted")
+            # The request may have reached Twilio: a retry looks it up before sending again.
+            reason = f"{type(exc).__name__}: {exc}"
+            return await asyncio.to_thread(
+                self._failed, prepared, None, reason, retryable=True, status=UNKNOWN
+            )
+        return await asyncio.to_thread(
+            self._accepted,
+            prepared,
+            str(message.sid),
+            str(message.status or "accepted"),
+            callbacks=bool(base),
+        )
+
+    def _accepted(
+        self,
+        prepared: _Prepared,
+        sid: str,
+        status: str,
+        *,
+        reconciled: bool = False,
+        callbacks: bool = True,
+    ) -> SendResult:
+        """Record the message Twilio created (or that a lookup found) on its row.
+
+        ``callbacks``: status callbacks were asked for, so one may have arrived already.
+        """
         now = utcnow()
         with self._sessions() as session, session.begin():
+            relax_durability(session)
             row = session.get(ChannelOutbound, prepared.outbound_id)
             assert row is not None
+            if row.attempts != prepared.version and row.twilio_sid is not None:
+                # Another attempt took over after our lease ran out and recorded its message.
+                logger.warning(
+                    "Message %s was also sent by a later attempt (%s, %s)",
+                    prepared.outbound_id,
+                    row.twilio_sid,
+                    sid,
+                )
+                return SendResult("duplicate", row.id, row.twilio_sid, "sent by a later attempt")
             row.twilio_sid = sid
             row.status = store.advance_status(row.status, status)
             # A status callback can beat this update (Twilio is fast): adopt its events.
-            for event in session.scalars(
-                select(ChannelDeliveryEvent).where(
-                    ChannelDeliveryEvent.message_sid == sid,
-                    ChannelDeliveryEvent.outbound_id.is_(None),
+            early = (
+                session.scalars(
+                    select(ChannelDeliveryEvent).where(
+                        ChannelDeliveryEvent.message_sid == sid,
+                        ChannelDeliveryEvent.outbound_id.is_(None),
+                    )
                 )
-            ):
+                if callbacks
+                else ()
+            )
+            for event in early:
                 event.outbound_id = row.id
                 row.status = store.advance_status(row.status, event.status)
             row.updated_at = now
             status = row.status
-        return SendResult(status, prepared.outbound_id, sid)
+        return SendResult(status, prepared.outbound_id, sid, reconciled=reconciled)
 
-    def _failed(self, prepared: _Prepared, code: int | None, message: str) -> SendResult:
+    async def _reconcile(self, prepared: _Prepared) -> SendResult | None:
+        """Settle an earlier attempt with an unknown outcome before sending again.
+
+        Returns the result when the earlier message was found at Twilio (recorded, not sent
+        again) or when the lookup failed (``unknown``, retryable: sending blind could double
+        the message); None when Twilio has no such message, after the row was switched to the
+        new content so that a crash from here on is settled against what is sent now.
+        """
+        assert prepared.earlier is not None
+        try:
+            found = await self._find_earlier(prepared, prepared.earlier)
+        except (TwilioException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # TwilioException: an error page (the list raises the base class for those).
+            reason = f"looking up the earlier attempt failed: {type(exc).__name__}: {exc}"
+            return await asyncio.to_thread(
+                self._failed, prepared, None, reason, retryable=True, status=UNKNOWN
+            )
+        if found is not None:
+            sid, status = found
+            logger.info("Message %s was sent by an earlier attempt (%s)", prepared.outbound_id, sid)
+            return await asyncio.to_thread(self._accepted, prepared, sid, status, reconciled=True)
+
+        def switch() -> bool:
+            with self._sessions() as session, session.begin():
+                return update_claim(
+                    session,
+                    prepared.outbound_id,
+                    prepared.version,
+                    {
+                        "body": prepared.body,
+                        "sender": prepared.sender,
+                        "content_sid": prepared.content_sid,
+                        "content_variables": prepared.content_variables,
+                        "claimed_at": utcnow(),
+                    },
+                    now=utcnow(),
+                )
+
+        still_ours = await asyncio.to_thread(switch)
+        if not still_ours:
+            return SendResult("busy", prepared.outbound_id, reason="taken over", retryable=True)
+        return None
+
+    async def _find_earlier(
+        self, prepared: _Prepared, earlier: EarlierAttempt
+    ) -> tuple[str, str] | None:
+        """(sid, status) of the earlier attempt's message at Twilio, or None.
+
+        Lists the messages from the earlier sender to the number, newest first, and takes the
+        first one created since the first claim (less a margin for clock skew) whose body is the
+        one the earlier attempt sent (any body for a WhatsApp template) and that no other row
+        owns. Not filtered by ``DateSent``: a message still queued at Twilio has none yet.
+        """
+        prefix = "whatsapp:" if prepared.channel == "whatsapp" else ""
+        sender = earlier.sender or prepared.sender
+        # One page, the newest: a message of ours created within the lease is on it, and not
+        # following next-page links keeps a lookup to one request.
+        page = await self._client.messages.page_async(
+            to=prefix + prepared.to,
+            from_=prefix + sender,
+            page_size=self._settings.delivery_lookup_limit,
+        )
+        since = earlier.since - LOOKUP_CLOCK_SKEW
+        for message in page:
+            created = message.date_created if isinstance(message.date_created, datetime) else None
+            if created is not None and created < since:
+                continue
+            if earlier.content_sid is None and (message.body or "") != (earlier.body or ""):
+                continue
+            if earlier.content_sid is not None and created is None:
+                continue  # a template is matched on its time alone: without one, no match
+            sid = str(message.sid or "")
+            if not sid:
+                continue
+            if await asyncio.to_thread(self._owned_elsewhere, sid, prepared.outbound_id):
+                continue
+            return sid, str(message.status or "accepted")
+        return None
+
+    def _owned_elsewhere(self, sid: str, outbound_id: int) -> bool:
+        with self._sessions() as session:
+            return is_known_sid(session, sid, besides=outbound_id)
+
+    def _failed(
+        self,
+        prepared: _Prepared,
+        code: int | None,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: str = "failed",
+    ) -> SendResult:
         logger.warning("Twilio refused message %s: %s %s", prepared.outbound_id, code, message)
         now = utcnow()
         with self._sessions() as session, session.begin():
-            session.execute(
-                update(ChannelOutbound)
-                .where(ChannelOutbound.id == prepared.outbound_id)
-                .values(status="failed", error_code=code, error_message=message, updated_at=now)
+            relax_durability(session)
+            update_claim(
+                session,
+                prepared.outbound_id,
+                prepared.version,
+                {"status": status, "error_code": code, "error_message": message},
+                now=now,
             )
             if code == store.TWILIO_UNSUBSCRIBED_RECIPIENT:
                 # Twilio knows the number opted out (e.g. its own STOP handling): honour it.
                 store.opt_out(
                     session, channel=prepared.channel, address=prepared.to, keyword="21610", now=now
                 )
-        return SendResult("failed", prepared.outbound_id, reason=f"{code}: {message}")
+        return SendResult(
+            status,
+            prepared.outbound_id,
+            reason=f"{code}: {message}",
+            retryable=retryable,
+            error_code=code,
+        )
 
 
 @dataclass(frozen=True)
 class _Prepared:
     outbound_id: int
+    version: int
     channel: str
     to: str
     sender: str
     body: str
     content_sid: str | None
     content_variables: dict[str, str] | None
+    earlier: EarlierAttempt | None = None
 
 
 class TwilioChannel:
@@ -491,14 +680,20 @@ class TwilioChannel:
         sender = phone_number(form.get("From") or "")
         if not message_sid or not sender:
             return JSONResponse(status_code=400, content={"detail": "MessageSid and From needed."})
+        callback_base = public_url(request, self._settings).split("/webhooks/", 1)[0]
         with self._sessions() as session, session.begin():
             inbound_id = store.claim_inbound(
-                session, channel=channel, external_id=message_sid, address=sender, now=utcnow()
+                session,
+                channel=channel,
+                external_id=message_sid,
+                address=sender,
+                now=utcnow(),
+                # Kept until processed, for the gateway's sweep after a crash.
+                payload={"form": dict(form), "callback_base": callback_base},
             )
         if inbound_id is None:
             logger.info("Twilio message %s was already taken in; ignored", message_sid)
             return empty_twiml()
-        callback_base = public_url(request, self._settings).split("/webhooks/", 1)[0]
         self._gateway.spawn(
             self._process(channel, inbound_id, dict(form), callback_base),
             f"{channel}-{message_sid}",
@@ -541,6 +736,21 @@ class TwilioChannel:
         return Response(status_code=204)
 
     # -- processing, after the webhook answered --------------------------------------------
+
+    async def replay(self, inbound_id: int, channel: str, payload: dict[str, Any] | None) -> bool:
+        """Process a recorded message again (the gateway's sweep); False when that cannot be."""
+        form = (payload or {}).get("form")
+        callback_base = (payload or {}).get("callback_base")
+        if not self.enabled or not isinstance(form, dict) or not isinstance(callback_base, str):
+            return False
+        if not form.get("From") or channel not in ("sms", "whatsapp"):
+            return False
+        values = {str(k): str(v) for k, v in form.items()}
+        sid = values.get("MessageSid", inbound_id)
+        self._gateway.spawn(
+            self._process(channel, inbound_id, values, callback_base), f"{channel}-{sid}"
+        )
+        return True
 
     async def _process(
         self, channel: str, inbound_id: int, form: dict[str, str], callback_base: str
@@ -588,6 +798,17 @@ class TwilioChannel:
 
         if keyword is not None:
             await self._keyword(channel, number, keyword, language, reply)
+            return
+        command = parse_link_command(message_text) if message_text else None
+        if command is not None:  # KOPPEL, KOPPEL <code>, KANAAL TELEGRAM (bot.channels.linking)
+            answer = self._gateway.linking.handle(
+                command,
+                channel=channel,
+                address=number,
+                language=command.language or language,
+                display_name=form.get("ProfileName") or None,
+            )
+            await reply(answer.text, "link", False)
             return
         if not message_text:
             # Media only (MMS, a WhatsApp photo or voice note): the assistant reads text.

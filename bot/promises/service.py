@@ -36,6 +36,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.customers.identities import same_customer_keys
+from bot.customers.notifications import outbox_recipient
 from bot.promises.config import engine_config
 from bot.promises.history_store import load_incidents
 from bot.settings import Settings
@@ -258,6 +260,16 @@ def score(deadline: datetime | None, resolved_at: datetime) -> str:
     return "kept" if resolved_at <= deadline else "broken"
 
 
+def _subscription_of_customer(
+    session: Session, key: tuple[str, str], subscriptions: Mapping[tuple[str, str], Subscription]
+) -> Subscription | None:
+    """The subscription the person told on ``key`` made on another of their channels, if any."""
+    for other in sorted(same_customer_keys(session, *key)):
+        if other in subscriptions:
+            return subscriptions[other]
+    return None
+
+
 def queue_message(
     session: Session,
     *,
@@ -276,8 +288,18 @@ def queue_message(
     """Record a message in the outbox; its id, or None when ``dedupe_key`` was already queued.
 
     On SQLite and PostgreSQL this is ``INSERT ... ON CONFLICT DO NOTHING``, so two workers queueing
-    the same message at once store it once and neither fails.
+    the same message at once store it once and neither fails. ``channel`` and ``address`` are
+    the subscriber's; the message goes to the customer's preferred channel when they chose one
+    (:func:`bot.customers.notifications.outbox_recipient`), and is not queued (None) when the
+    same message is already queued there for another of their subscriptions.
     """
+    payload = {"template": template, "params": dict(params)}
+    recipient = outbox_recipient(
+        session, channel=channel, address=address, outage_id=outage_id, kind=kind, payload=payload
+    )
+    if recipient is None:
+        return None
+    channel, address = recipient
     values: dict[str, Any] = {
         "kind": kind,
         "outage_id": outage_id,
@@ -286,7 +308,7 @@ def queue_message(
         "channel": channel,
         "address": address,
         "language": language,
-        "payload": {"template": template, "params": dict(params)},
+        "payload": payload,
         "dedupe_key": dedupe_key,
         "status": "pending",
         "attempts": 0,
@@ -806,9 +828,15 @@ class PromiseService:
         }
         queued = 0
         for key, old in latest.items():
-            subscription = subscriptions.get(key)
-            if subscription is None or key in told_new:
+            subscription = subscriptions.get(key) or _subscription_of_customer(
+                session, key, subscriptions
+            )
+            if subscription is None:
                 continue
+            target = (subscription.channel, subscription.address)
+            if key in told_new or target in told_new:
+                continue
+            told_new.add(target)  # one message per subscription, however often it was told
             new_given = self.record_given(
                 session,
                 view,
@@ -835,7 +863,7 @@ class PromiseService:
                     "new_deadline": _iso(view.deadline),
                     "new_next_update_at": _iso(view.next_update_at),
                 },
-                dedupe_key=f"renewed:{outage_id}:{view.promise_id}:{key[0]}:{key[1]}",
+                dedupe_key=f"renewed:{outage_id}:{view.promise_id}:{target[0]}:{target[1]}",
                 now=now,
                 subscription_id=subscription.id,
                 promise_given_id=new_given.id,

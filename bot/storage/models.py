@@ -99,6 +99,9 @@ class Customer(Base):
     display_name: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(2), default="nl")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Where the customer wants notifications (``sms``, ``whatsapp``, ``telegram``); null: on
+    #: the channel each subscription was made on (migration 0007, bot/customers).
+    preferred_channel: Mapped[str | None] = mapped_column(String(16))
 
     identities: Mapped[list[ChannelIdentity]] = relationship(
         back_populates="customer", cascade="all, delete-orphan", passive_deletes=True
@@ -463,6 +466,7 @@ class OutboxMessage(Base):
         CheckConstraint(_in_check("status", OUTBOX_STATUSES), name="status"),
         CheckConstraint("attempts >= 0", name="attempts"),
         Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_outbox_sent_at", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -486,6 +490,12 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # -- delivery (issue 5, bot/delivery; migration 0006) --
+    #: When the dispatcher handed the message to a worker queue; null while not queued. A row
+    #: queued long ago and still pending is queued again (its job was lost with Redis).
+    queued_at: Mapped[datetime | None]
+    #: When a worker last tried to send it.
+    last_attempt_at: Mapped[datetime | None]
 
 
 class Handoff(Base):
@@ -548,6 +558,13 @@ class ChannelInbound(Base):
         UniqueConstraint("channel", "external_id"),
         CheckConstraint(_in_check("status", CHANNEL_INBOUND_STATUSES), name="status"),
         Index("ix_channel_inbound_channel_address_received", "channel", "address", "received_at"),
+        # The sweep for events stuck in "received" reads only those: a small partial index.
+        Index(
+            "ix_channel_inbound_stuck",
+            "received_at",
+            sqlite_where=text("status = 'received'"),
+            postgresql_where=text("status = 'received'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -559,6 +576,11 @@ class ChannelInbound(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    #: The update or form as received, kept until the event is finished so that a sweep can
+    #: process it again after a crash (migration 0007).
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: When a sweep claimed the event for its one more try (null: never swept).
+    swept_at: Mapped[datetime | None]
 
 
 class ChannelOptOut(Base):
@@ -600,6 +622,9 @@ class ChannelOutbound(Base):
     status callbacks (``accepted``, ``sent``, ``delivered``, ``undelivered``, ``read``, ...);
     the history is in :class:`ChannelDeliveryEvent`. ``idempotency_key`` (unique, optional)
     lets a sender that retries (the outbox workers) record a message to one recipient once.
+    ``queued`` without a ``twilio_sid`` is a claim whose REST call has not come back (it may be
+    running, or its process died); ``unknown``: the call failed in a way that leaves open whether
+    the platform took the message (a timeout). See :mod:`bot.channels.outbound`.
     """
 
     __tablename__ = "channel_outbound"
@@ -631,6 +656,12 @@ class ChannelOutbound(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # -- leased claims (bot/delivery; migration 0006) --
+    #: When the current attempt claimed the row, right before its REST call: a retry treats a
+    #: claim younger than the lease as still running, an older one as "outcome unknown".
+    claimed_at: Mapped[datetime | None]
+    #: How many times the row was claimed (1 for a message sent once); also the claim's version.
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
 
     events: Mapped[list[ChannelDeliveryEvent]] = relationship(
         back_populates="outbound",
@@ -677,3 +708,124 @@ class ChannelCallbackPayload(Base):
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- voice line (issue 5: the Twilio outage line; bot/channels/voice.py, migration 0005) -------
+
+#: Where a call is: the question its next webhook answers, or its end.
+VOICE_STEPS: Final = ("language", "known_postcode", "postcode", "menu", "done", "transferred")
+
+
+class VoiceCall(Base):
+    """One call to the outage line, by Twilio's ``CallSid``: the state its webhooks share.
+
+    Each webhook of a call may land on another worker, so the state lives here. ``turn`` counts
+    the webhooks answered; every ``<Gather>`` action carries the turn it answers, so a webhook
+    Twilio delivers twice is answered again with ``last_twiml`` instead of being handled twice.
+    What the caller was told (postcode, outage, promise) is kept for the agent a call is handed
+    to (``handoff_id``) and for the record.
+    """
+
+    __tablename__ = "voice_calls"
+    __table_args__ = (
+        CheckConstraint(_LANGUAGE_CHECK, name="language"),
+        CheckConstraint(_in_check("step", VOICE_STEPS), name="step"),
+        Index("ix_voice_calls_caller_started", "caller", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The caller's number (E.164), None when withheld.
+    caller: Mapped[str | None] = mapped_column(String(32))
+    #: The number of the line that was called.
+    called: Mapped[str | None] = mapped_column(String(32))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    #: One of :data:`VOICE_STEPS`.
+    step: Mapped[str] = mapped_column(String(16), default="language")
+    turn: Mapped[int] = mapped_column(Integer, default=0)
+    #: Failed attempts in a row at the current step (silence, not understood).
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: The postcode offered from earlier contacts, and the one the call is about.
+    postcode_on_file: Mapped[str | None] = mapped_column(String(7))
+    postcode: Mapped[str | None] = mapped_column(String(7))
+    #: The outages told (their ids), the promise said (the text spoken) and its record.
+    outage_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    promise_said: Mapped[str | None] = mapped_column(Text)
+    subscription_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    handoff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("handoffs.id", ondelete="SET NULL"), index=True
+    )
+    #: Why the call was handed to an agent: ``requested``, ``not_understood``.
+    transfer_reason: Mapped[str | None] = mapped_column(String(32))
+    last_twiml: Mapped[str | None] = mapped_column(Text)
+    #: Twilio's call status (``ringing``, ``in-progress``, ``completed``, ...), latest first.
+    status: Mapped[str | None] = mapped_column(String(32))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class VoiceCallEvent(Base):
+    """A call status callback from Twilio, stored once per (call, status).
+
+    Keyed by ``call_sid`` rather than a foreign key: a callback may come for a call whose
+    webhook never reached this service (answered elsewhere, or failed before).
+    """
+
+    __tablename__ = "voice_call_events"
+    __table_args__ = (UniqueConstraint("call_sid", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    #: Twilio's ``SequenceNumber`` of the callback (their order is not guaranteed).
+    sequence_number: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- one customer across channels (issue 5: link codes; bot/customers, migration 0007) ---------
+
+
+class CustomerLinkCode(Base):
+    """A one-time code that ties another channel identity to a customer.
+
+    The customer asks for it on one channel (KOPPEL by SMS, ``/koppel`` on Telegram) and sends
+    it on the other. Only its keyed hash is stored; it expires, and using it sets ``used_at``
+    (a conditional update, so it works once even when sent twice at the same moment).
+    """
+
+    __tablename__ = "customer_link_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    #: HMAC-SHA256 of the code (hex), keyed with the deployment's link-code key.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The channel the code was asked for on.
+    channel: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+
+class CustomerLinkAttempt(Base):
+    """A wrong link code sent from one address: too many within a window lock it out."""
+
+    __tablename__ = "customer_link_attempts"
+    __table_args__ = (
+        Index("ix_customer_link_attempts_channel_address_at", "channel", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -104,6 +104,8 @@ class FakeBotApi:
             username="belofte_test_bot",
         )
         self._message_id = 1000
+        #: Chats that blocked the bot: sending to them answers 403 like the real Bot API.
+        self.blocked: set[int] = set()
         self.app = Starlette(
             routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])]
         )
@@ -120,6 +122,15 @@ class FakeBotApi:
         method = str(request.path_params["method"])
         params = self._decode((await request.body()).decode("utf-8"))
         self.calls.append((method, params))
+        if method == "sendMessage" and int(params.get("chat_id", 0)) in self.blocked:
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error_code": 403,
+                    "description": "Forbidden: bot was blocked by the user",
+                },
+                status_code=403,
+            )
         result = self._result(method, params)
         if result is None:
             return JSONResponse(
@@ -153,7 +164,12 @@ class FakeBotApi:
                 chat=Chat(id=int(params["chat_id"]), type=Chat.PRIVATE),
                 from_user=self.me,
                 text=str(params["text"]),
-                reply_markup=InlineKeyboardMarkup.de_json(markup) if markup else None,
+                # A sent message carries only an inline keyboard; a reply keyboard is the chat's.
+                reply_markup=(
+                    InlineKeyboardMarkup.de_json(markup)
+                    if isinstance(markup, dict) and "inline_keyboard" in markup
+                    else None
+                ),
             )
             return message.to_dict()
         if method in ("answerCallbackQuery", "setWebhook", "deleteWebhook"):
