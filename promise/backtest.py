@@ -50,7 +50,9 @@ class BacktestConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class _Point:
+class PromiseMoment:
+    """One promise of a replay: the outage, when it was asked for, how long it was open then."""
+
     incident: Incident
     asked_at: datetime
     open_minutes: float
@@ -91,7 +93,10 @@ def _summary(scores: _Scores) -> dict[str, Any]:
     }
 
 
-def _points(incidents: Sequence[Incident], config: BacktestConfig) -> tuple[list[_Point], datetime]:
+def backtest_points(
+    incidents: Sequence[Incident], config: BacktestConfig
+) -> tuple[list[PromiseMoment], datetime]:
+    """The moments promises are made in a replay, in time order, and the end of the data."""
     ordered = sorted(incidents, key=lambda i: i.started_at)
     data_end = max(
         max(i.started_at for i in ordered),
@@ -111,7 +116,7 @@ def _points(incidents: Sequence[Incident], config: BacktestConfig) -> tuple[list
                 continue
             if incident.resolved_at is not None and incident.resolved_at <= asked_at:
                 continue
-            points.append(_Point(incident, asked_at, minutes))
+            points.append(PromiseMoment(incident, asked_at, minutes))
     points.sort(key=lambda p: p.asked_at)
     return points, data_end
 
@@ -132,7 +137,7 @@ def run_backtest(
     """
     config = config or BacktestConfig()
     started = time.perf_counter()
-    points, data_end = _points(incidents, config)
+    points, data_end = backtest_points(incidents, config)
     if not points:
         raise ValueError("the history is too short for a backtest after the warm-up period")
     timezone = config.engine.timezone
@@ -186,7 +191,11 @@ def run_backtest(
 
 
 def _score(
-    scores: _Scores, point: _Point, deadline: datetime | None, target: float, data_end: datetime
+    scores: _Scores,
+    point: PromiseMoment,
+    deadline: datetime | None,
+    target: float,
+    data_end: datetime,
 ) -> None:
     if deadline is None:
         scores.no_clock_time += 1

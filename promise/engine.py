@@ -1,22 +1,27 @@
-"""The promise engine: segment survival curves, conditioned on time open, with a conformal shift.
+"""The promise engine: a remaining-time model with a conformal shift, backed by survival curves.
 
 How a promise is made for an outage open ``s`` minutes, at target ``τ``:
 
-1. **Segment.** Walk the configured segments from most to least specific (by default service +
+1. **Evidence.** Walk the configured segments from most to least specific (by default service +
    cause + region, service + cause, service, all) and take the first whose history holds at
-   least ``min_evidence`` outages that were still open after ``s`` minutes and whose curve
-   reaches the level asked for (a segment whose slowest outages are still open may never get
-   there: a broader one answers). None: no clock time, only the time of the next update. A
-   segment feature can also be ``risk``: a band of outages a model expects to last about as
-   long (see :mod:`promise.risk`).
-2. **Estimate.** The segment's Kaplan-Meier curve (lifelines; outages still open are censored,
-   recent outages weigh more by a half-life) gives the remaining time ``r`` by which the outage
-   is fixed with probability ``ℓ(τ)``, conditioned on having lasted ``s``.
-3. **Conformal shift.** ``ℓ(τ)`` is not simply ``τ``: at fit time, the outages of the last
-   ``calibration_days`` are promised to with curves fitted on what was known before them, at the
-   same checkpoints as in production (on opening, after 1 h and 4 h), and ``ℓ(τ)`` is the lowest
-   level at which a share ``τ`` of the promises whose deadline has passed were kept. Drift (a
-   faster or slower repair season) is corrected this way without guessing its cause.
+   least ``min_evidence`` outages that were still open after ``s`` minutes. None: no clock time,
+   only the time of the next update. The segment's Kaplan-Meier curve (lifelines; outages still
+   open are censored, recent outages weigh more by a half-life) explains the promise: how many
+   similar outages, how many of them were fixed within the promised time. A segment feature can
+   also be ``risk``: a band of outages a model expects to last about as long (:mod:`promise.risk`).
+2. **Estimate.** With ``estimator="survival"`` (the default) the segment's curve gives the
+   remaining time by which the outage is fixed with probability ``ℓ(τ)``, conditioned on having
+   lasted ``s`` (a segment whose curve cannot reach ``ℓ(τ)`` hands over to a broader one). With
+   ``estimator="boosted"`` the remaining-time model (:mod:`promise.remaining`) predicts
+   ``log(1 + remaining minutes)`` from everything known at opening and ``s``, and the promise is
+   ``exp(prediction + shift(τ)) - 1``; until that model can be fitted and calibrated, the
+   curves answer as with ``survival``.
+3. **Conformal shift.** ``shift(τ)`` (or ``ℓ(τ)``) is fitted at fit time: the outages of the last
+   ``calibration_days`` are promised to with a model fitted on what was known before them, at
+   the same checkpoints as in production (on opening, after 1 h and 4 h), and the shift is the
+   smallest at which a share ``τ`` of the promises whose deadline has passed were kept. Drift (a
+   faster or slower repair season) and the model's own bias (it learns from resolved outages
+   only) are corrected this way without guessing their cause.
 4. **Round** the deadline up to a quarter hour (whole hours beyond a day).
 
 The engine is a plain estimator: ``fit`` learns from history known at ``now`` and returns
@@ -26,23 +31,34 @@ the engine; ``promise`` is a pure function of that fit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 
 from promise.curves import FloatArray, SurvivalCurve
 from promise.estimate import Estimate, Explanation
 from promise.incident import Incident
+from promise.remaining import RemainingConfig, RemainingTimeModel
 from promise.risk import RISK_FEATURE, RiskConfig, RiskModel
 from promise.rounding import round_up_deadline
 
-METHOD_VERSION = "segment-km-conformal/2"
+#: The method of a promise read off a segment's survival curve.
+SURVIVAL_METHOD = "segment-km-conformal/2"
+#: The method of a promise from the remaining-time model with its conformal shift.
+BOOSTED_METHOD = "boosted-conformal/3"
+#: The method of the default configuration.
+METHOD_VERSION = SURVIVAL_METHOD
+
+Estimator = Literal["boosted", "survival"]
 
 #: Minutes open at which promises are made and calibrated: on opening, after 1 h and 4 h.
 CHECKPOINTS_MINUTES: tuple[float, ...] = (0.0, 60.0, 240.0)
 
 LEVEL_GRID = np.round(np.arange(0.30, 0.9951, 0.005), 3)
+#: Conformal shifts (in log minutes) tried for the remaining-time model: exp(0.01) is 1 %.
+SHIFT_GRID = np.round(np.arange(-2.0, 4.0001, 0.01), 3)
 
 Segment = tuple[str, ...]
 SegmentKey = tuple[Segment, tuple[str, ...]]
@@ -78,43 +94,63 @@ class EngineConfig:
     #: Apply the conformal shift (off: the curve level is the target itself, as in a plain
     #: Kaplan-Meier baseline).
     conformal: bool = True
+    #: ``survival``: the segment curves alone; ``boosted``: the remaining-time model
+    #: (:mod:`promise.remaining`) with a conformal shift, the curves giving the evidence.
+    estimator: Estimator = "survival"
+    #: How the remaining-time model is learnt (``estimator="boosted"``).
+    remaining: RemainingConfig = field(default_factory=RemainingConfig)
 
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Past promises on recent outages, replayed at every level of a grid.
+    """Past promises on recent outages, replayed at every setting of a grid.
 
-    Row *i* is one promise: ``quantiles[i, j]`` the remaining minutes promised at level
-    ``LEVEL_GRID[j]``, ``actual[i]`` the minutes it really took (inf if not resolved), and
-    ``available[i]`` the minutes between the promise and the end of observation.
+    ``grid`` holds the settings tried: curve levels (survival) or shifts in log minutes
+    (boosted). Row *i* is one promise: ``quantiles[i, j]`` the remaining minutes promised at
+    ``grid[j]``, ``actual[i]`` the minutes it really took (inf if not resolved), and
+    ``available[i]`` the minutes between the promise and the end of observation, ``opened[i]``
+    the minutes the outage had been open when it was promised (a checkpoint).
     """
 
+    grid: FloatArray
     quantiles: FloatArray
     actual: FloatArray
     available: FloatArray
+    opened: FloatArray
 
     @classmethod
-    def empty(cls) -> Calibration:
-        """No calibration data: levels equal targets."""
-        return cls(np.empty((0, len(LEVEL_GRID))), np.empty(0), np.empty(0))
+    def empty(cls, grid: FloatArray) -> Calibration:
+        """No calibration data."""
+        return cls(grid, np.empty((0, len(grid))), np.empty(0), np.empty(0), np.empty(0))
 
-    def level_for(self, target: float, min_count: int) -> float:
-        """The lowest level whose promises were kept at least ``target`` of the time.
+    def setting_for(
+        self, target: float, min_count: int, opened: float | None = None
+    ) -> float | None:
+        """The lowest setting whose promises were kept at least ``target`` of the time.
 
         Only promises whose deadline has passed count (kept or broken). Counting outages that
-        are fixed early while leaving out slow ones still open would flatter every level.
+        are fixed early while leaving out slow ones still open would flatter every setting.
+        With ``opened``, only the promises made at that checkpoint count, if there are enough
+        of them. None: fewer than ``min_count`` decided promises at every setting.
         """
-        if len(self.actual) < min_count:
-            return target
-        decided = self.quantiles <= self.available[:, None]  # NaN compares False: undecided
-        kept = decided & (self.actual[:, None] <= self.quantiles)
+        rows = slice(None)
+        if opened is not None:
+            at_checkpoint = self.opened == opened
+            if at_checkpoint.sum() >= min_count:
+                rows = at_checkpoint
+        quantiles, actual, available = self.quantiles[rows], self.actual[rows], self.available[rows]
+        if len(actual) < min_count:
+            return None
+        decided = quantiles <= available[:, None]  # NaN compares False: undecided
+        kept = decided & (actual[:, None] <= quantiles)
         n_decided = decided.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = kept.sum(axis=0) / n_decided
-        good = (n_decided >= min_count) & (rate >= target)
+        enough = n_decided >= min_count
+        good = enough & (rate >= target)
         if not good.any():
-            return float(LEVEL_GRID[-1]) if (n_decided >= min_count).any() else target
-        return float(LEVEL_GRID[int(np.argmax(good))])
+            return float(self.grid[-1]) if enough.any() else None
+        return float(self.grid[int(np.argmax(good))])
 
 
 class _History:
@@ -257,6 +293,16 @@ class _History:
         return grid
 
 
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """How one promise is made: the evidence segment, its curve, the minutes (None: no time)."""
+
+    segment: Segment
+    curve: SurvivalCurve
+    minutes: float | None
+    method: str
+
+
 class PromiseEngine:
     """Learns from outage history and promises resolution times for open outages.
 
@@ -269,8 +315,13 @@ class PromiseEngine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self._history: _History | None = None
-        self._calibration: Calibration | None = None
-        self._levels: dict[float, float] = {}
+        self._model: RemainingTimeModel | None = None
+        self._survival = Calibration.empty(LEVEL_GRID)
+        self._boosted = Calibration.empty(SHIFT_GRID)
+        self._settings: dict[tuple[str, float, float | None], float | None] = {}
+        # Predictions for every incident of the fit at the checkpoints, made in one batch: a
+        # backtest asks at exactly those moments, and one row at a time costs a millisecond.
+        self._predicted: dict[tuple[str, float], tuple[Incident, float]] = {}
         self.fitted_at: datetime | None = None
 
     # -- fitting ---------------------------------------------------------------------------
@@ -281,87 +332,159 @@ class PromiseEngine:
         Incidents resolved after ``now`` count as open at ``now``: the fit never sees the future,
         so a backtest can fit at any past moment.
         """
-        self._history = _History(history, now, self.config)
-        self._calibration = (
-            self._calibrate(history, now) if self.config.conformal else Calibration.empty()
-        )
-        self._levels = {}
+        config = self.config
+        self._history = _History(history, now, config)
+        self._model = None
+        self._predicted = {}
+        self._survival = Calibration.empty(LEVEL_GRID)
+        self._boosted = Calibration.empty(SHIFT_GRID)
+        if config.estimator == "boosted":
+            model = RemainingTimeModel(self._remaining_config()).fit(history, now)
+            if model.fitted:
+                self._model = model
+                self._predicted = _predict_at_checkpoints(model, history, config.checkpoints)
+        if config.conformal:
+            self._calibrate(history, now)
+        self._settings = {}
         self.fitted_at = now
         return self
 
-    def _calibrate(self, history: Sequence[Incident], now: datetime) -> Calibration:
-        cutoff = now - timedelta(days=self.config.calibration_days)
+    def _remaining_config(self) -> RemainingConfig:
+        # The engine's recency and clock apply to the model too.
+        return replace(
+            self.config.remaining,
+            half_life_days=self.config.half_life_days,
+            timezone=self.config.timezone,
+        )
+
+    def _calibrate(self, history: Sequence[Incident], now: datetime) -> None:
+        """Replay promises on the recent outages with what was known before them."""
+        config = self.config
+        cutoff = now - timedelta(days=config.calibration_days)
         recent = [i for i in history if cutoff < i.started_at <= now]
-        past = _History(history, cutoff, self.config)
-        quantiles: list[FloatArray] = []
+        past = _History(history, cutoff, config)
+        points: list[tuple[Incident, float]] = []
+        grids: list[FloatArray] = []
         actual: list[float] = []
         available: list[float] = []
         for incident in recent:
             end, resolved = incident.observed_end(now)
-            for open_minutes in self.config.checkpoints:
+            for open_minutes in config.checkpoints:
                 asked_at = incident.started_at + timedelta(minutes=open_minutes)
                 if asked_at >= end:
                     continue
                 grid = past.remaining_grid(incident, open_minutes)
-                if grid is None:
+                if grid is None:  # too little evidence then: no clock time was promised
                     continue
-                quantiles.append(grid)
+                points.append((incident, open_minutes))
+                grids.append(grid)
                 # A deadline has passed once it lies before now (or, for a record closed
                 # without a resolution, before it was closed).
                 horizon = now if resolved or incident.censored_at is None else end
                 actual.append((end - asked_at).total_seconds() / 60.0 if resolved else np.inf)
                 available.append((horizon - asked_at).total_seconds() / 60.0)
-        if not actual:
-            return Calibration.empty()
-        return Calibration(
-            quantiles=np.vstack(quantiles),
-            actual=np.asarray(actual, dtype=np.float64),
-            available=np.asarray(available, dtype=np.float64),
+        if not points:
+            return
+        actual_array = np.asarray(actual, dtype=np.float64)
+        available_array = np.asarray(available, dtype=np.float64)
+        opened = np.asarray([minutes for _, minutes in points], dtype=np.float64)
+        self._survival = Calibration(
+            LEVEL_GRID, np.vstack(grids), actual_array, available_array, opened
+        )
+        if self._model is None:
+            return
+        model = RemainingTimeModel(self._remaining_config()).fit(history, cutoff)
+        if not model.fitted:
+            return
+        predicted = model.predict([i for i, _ in points], [m for _, m in points])
+        self._boosted = Calibration(
+            SHIFT_GRID,
+            np.expm1(predicted[:, None] + SHIFT_GRID[None, :]),
+            actual_array,
+            available_array,
+            opened,
         )
 
     def level(self, target: float) -> float:
-        """The curve level used for ``target`` after the conformal shift."""
-        if self._calibration is None:
+        """The survival-curve level used for ``target`` after the conformal shift."""
+        level = self._setting("survival", target)
+        return target if level is None else level
+
+    def shift(self, target: float, open_minutes: float = 0.0) -> float | None:
+        """The conformal shift (log minutes) of the remaining-time model for ``target``.
+
+        Fitted per checkpoint (the last one ``open_minutes`` has passed): how far the model is
+        off differs between an outage just opened and one open for hours, so one shift for all
+        would keep promises too often at one moment and too rarely at another. None: the model
+        cannot promise yet (not fitted, or too few recent promises to calibrate on); the survival
+        curves then answer.
+        """
+        if self._model is None:
+            return None
+        passed = [c for c in self.config.checkpoints if c <= open_minutes]
+        return self._setting("boosted", target, max(passed) if passed else None)
+
+    def _setting(self, estimator: str, target: float, opened: float | None = None) -> float | None:
+        if self.fitted_at is None:
             raise RuntimeError("PromiseEngine.fit must be called before promising")
-        level = self._levels.get(target)
-        if level is None:
-            level = self._calibration.level_for(target, self.config.min_calibration)
-            self._levels[target] = level
-        return level
+        key = (estimator, target, opened)
+        if key not in self._settings:
+            calibration = self._boosted if estimator == "boosted" else self._survival
+            self._settings[key] = calibration.setting_for(
+                target, self.config.min_calibration, opened
+            )
+        return self._settings[key]
 
     # -- promising -------------------------------------------------------------------------
+
+    def _choose(self, outage: Incident, open_minutes: float, target: float) -> _Choice | None:
+        """The evidence and the remaining minutes for one promise; None: no evidence at all."""
+        if self._history is None:
+            raise RuntimeError("PromiseEngine.fit must be called before promising")
+        shift = self.shift(target, open_minutes)
+        if shift is not None:
+            found = self._history.candidates(outage, open_minutes)
+            if not found:
+                return None
+            segment, curve = found[0]
+            cached = self._predicted.get((outage.id, open_minutes))
+            # A live outage may have been updated since the fit: only the same facts count.
+            if cached is not None and cached[0] == outage:
+                predicted = cached[1]
+            else:
+                assert self._model is not None  # shift is None without a model
+                predicted = float(self._model.predict([outage], [open_minutes])[0])
+            minutes = max(float(np.expm1(predicted + shift)), 1.0)
+            return _Choice(segment, curve, minutes, BOOSTED_METHOD)
+        chosen = self._history.remaining(outage, open_minutes, self.level(target))
+        if chosen is None:
+            return None
+        return _Choice(chosen[0], chosen[1], chosen[2], SURVIVAL_METHOD)
 
     def deadlines(
         self, outage: Incident, now: datetime, targets: Sequence[float]
     ) -> list[datetime | None]:
         """Rounded deadlines for several targets at once (None: no clock time); for backtests."""
-        if self._history is None:
-            raise RuntimeError("PromiseEngine.fit must be called before promising")
         open_minutes = max((now - outage.started_at).total_seconds() / 60.0, 0.0)
         result: list[datetime | None] = []
         for target in targets:
-            found = self._history.remaining(outage, open_minutes, self.level(target))
-            remaining = None if found is None else found[2]
+            choice = self._choose(outage, open_minutes, target)
+            minutes = None if choice is None else choice.minutes
             result.append(
                 None
-                if remaining is None
-                else round_up_deadline(
-                    now + timedelta(minutes=remaining), now, self.config.timezone
-                )
+                if minutes is None
+                else round_up_deadline(now + timedelta(minutes=minutes), now, self.config.timezone)
             )
         return result
 
     def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
         """The promise for ``outage`` (open at ``now``) kept with probability ``target``."""
-        if self._history is None:
-            raise RuntimeError("PromiseEngine.fit must be called before promising")
         if not 0.0 < target < 1.0:
             raise ValueError(f"target must be between 0 and 1, got {target}")
         open_minutes = max((now - outage.started_at).total_seconds() / 60.0, 0.0)
-        chosen = self._history.remaining(outage, open_minutes, self.level(target))
-        remaining = None if chosen is None else chosen[2]
-        if chosen is None or remaining is None:
-            similar = 0 if chosen is None else chosen[1].at_risk(open_minutes)
+        choice = self._choose(outage, open_minutes, target)
+        assert self._history is not None  # _choose checked
+        if choice is None or choice.minutes is None:
             next_update = round_up_deadline(
                 now + timedelta(minutes=self.config.next_update_minutes), now, self.config.timezone
             )
@@ -372,27 +495,59 @@ class PromiseEngine:
                 next_update_at=next_update,
                 remaining_minutes=None,
                 explanation=Explanation(
-                    segment="" if chosen is None else self._history.describe(chosen[0], outage),
-                    similar=similar,
+                    segment=(
+                        "" if choice is None else self._history.describe(choice.segment, outage)
+                    ),
+                    similar=0 if choice is None else choice.curve.at_risk(open_minutes),
                     fixed_within=0,
                     open_minutes=open_minutes,
-                    method_version=METHOD_VERSION,
+                    method_version=SURVIVAL_METHOD if choice is None else choice.method,
                 ),
             )
-        segment, curve, _ = chosen
-        deadline = round_up_deadline(now + timedelta(minutes=remaining), now, self.config.timezone)
+        deadline = round_up_deadline(
+            now + timedelta(minutes=choice.minutes), now, self.config.timezone
+        )
         promised_minutes = (deadline - now).total_seconds() / 60.0
         return Estimate(
             made_at=now,
             target=target,
             deadline=deadline,
             next_update_at=None,
-            remaining_minutes=remaining,
+            remaining_minutes=choice.minutes,
             explanation=Explanation(
-                segment=self._history.describe(segment, outage),
-                similar=curve.at_risk(open_minutes),
-                fixed_within=curve.fixed_between(open_minutes, open_minutes + promised_minutes),
+                segment=self._history.describe(choice.segment, outage),
+                similar=choice.curve.at_risk(open_minutes),
+                fixed_within=choice.curve.fixed_between(
+                    open_minutes, open_minutes + promised_minutes
+                ),
                 open_minutes=open_minutes,
-                method_version=METHOD_VERSION,
+                method_version=choice.method,
             ),
         )
+
+
+def _predict_at_checkpoints(
+    model: RemainingTimeModel,
+    history: Sequence[Incident],
+    checkpoints: Sequence[float],
+) -> dict[tuple[str, float], tuple[Incident, float]]:
+    """The model's prediction for every incident still open at each checkpoint, in one batch.
+
+    Incidents that start after the fit moment are included: a prediction reads only what is known at
+    opening and the minutes open, so it peeks at nothing.
+    """
+    rows: list[Incident] = []
+    minutes: list[float] = []
+    for incident in history:
+        duration = incident.duration_minutes()
+        for checkpoint in checkpoints:
+            if duration is None or duration > checkpoint:
+                rows.append(incident)
+                minutes.append(checkpoint)
+    if not rows:
+        return {}
+    predicted = model.predict(rows, minutes)
+    return {
+        (incident.id, checkpoint): (incident, float(value))
+        for incident, checkpoint, value in zip(rows, minutes, predicted, strict=True)
+    }

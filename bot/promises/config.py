@@ -14,6 +14,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         calibration_days=settings.promise_calibration_days,
         next_update_minutes=settings.promise_next_update_minutes,
         timezone=settings.timezone,
+        estimator=settings.promise_estimator,
         segments=tuple(
             tuple(name.strip() for name in segment.split(",") if name.strip())
             for segment in settings.promise_segments

@@ -1,8 +1,9 @@
 """The background loop that renews promises about to break (see ``PromiseService.renew_due``).
 
-Started and stopped by the application's lifespan. Each round runs in a worker thread (the
-database calls and a possible engine refit are blocking) in its own transaction; an error is
-logged and the next round runs as usual.
+Started and stopped by the application's lifespan. It first fits the promise engine, so the
+first customer of an outage storm does not wait seconds for the fit. Each round runs in a worker
+thread (the database calls and a possible engine refit are blocking) in its own transaction; an
+error is logged and the next round runs as usual.
 """
 
 from __future__ import annotations
@@ -48,12 +49,24 @@ class PromiseWatch:
         with self._sessions() as session, session.begin():
             return self._service.renew_due(session, self._clock())
 
+    def _warm(self) -> None:
+        with self._sessions() as session, session.begin():
+            self._service.engine(session, self._clock())
+
+    async def warm_up(self) -> None:
+        """Fit the promise engine now rather than on the first promise asked for."""
+        try:
+            await asyncio.to_thread(self._warm)
+        except Exception:
+            logger.exception("promise engine warm-up failed; it is fitted on first use instead")
+
     async def run_once(self) -> int:
         """One round: renew what is due; returns the number of messages queued."""
         return await asyncio.to_thread(self._renew)
 
     async def run(self) -> None:
-        """Renew forever, one round per interval (the first after one interval)."""
+        """Warm the engine up, then renew forever, one round per interval."""
+        await self.warm_up()
         while True:
             await asyncio.sleep(self._interval)
             try:
