@@ -128,33 +128,38 @@ def record_retry(
     session: Session, outbox_id: int, *, now: datetime, error: str, next_attempt_at: datetime
 ) -> None:
     """A transient failure: ``failed`` until ``next_attempt_at``."""
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id)
-        .values(
-            status="failed",
-            attempts=OutboxMessage.attempts + 1,
-            last_attempt_at=now,
-            next_attempt_at=next_attempt_at,
-            last_error=error[:ERROR_CHARS],
-            queued_at=None,
-        )
-        .execution_options(synchronize_session=False)
+    _record_attempt(
+        session, outbox_id, "failed", now=now, error=error, next_attempt_at=next_attempt_at
     )
 
 
 def record_dead(session: Session, outbox_id: int, *, now: datetime, error: str) -> None:
     """Given up on: a permanent failure, or the last attempt failed."""
+    _record_attempt(session, outbox_id, "dead", now=now, error=error)
+
+
+def _record_attempt(
+    session: Session,
+    outbox_id: int,
+    status: str,
+    *,
+    now: datetime,
+    error: str,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    values: dict[str, object] = {
+        "status": status,
+        "attempts": OutboxMessage.attempts + 1,
+        "last_attempt_at": now,
+        "last_error": error[:ERROR_CHARS],
+        "queued_at": None,
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == outbox_id)
-        .values(
-            status="dead",
-            attempts=OutboxMessage.attempts + 1,
-            last_attempt_at=now,
-            last_error=error[:ERROR_CHARS],
-            queued_at=None,
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
 
