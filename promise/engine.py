@@ -1,4 +1,4 @@
-"""The promise engine: a remaining-time model with a conformal shift, backed by survival curves.
+"""The promise engine: segment survival curves or a remaining-time model, with a conformal shift.
 
 How a promise is made for an outage open ``s`` minutes, at target ``τ``:
 
