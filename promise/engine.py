@@ -124,14 +124,20 @@ class Calibration:
         return cls(grid, np.empty((0, len(grid))), np.empty(0), np.empty(0), np.empty(0))
 
     def setting_for(
-        self, target: float, min_count: int, opened: float | None = None
+        self,
+        target: float,
+        min_count: int,
+        opened: float | None = None,
+        *,
+        last_resort: bool = True,
     ) -> float | None:
         """The lowest setting whose promises were kept at least ``target`` of the time.
 
         Only promises whose deadline has passed count (kept or broken). Counting outages that
         are fixed early while leaving out slow ones still open would flatter every setting.
         With ``opened``, only the promises made at that checkpoint count, if there are enough
-        of them. None: fewer than ``min_count`` decided promises at every setting.
+        of them. None: fewer than ``min_count`` decided promises at every setting, or, without
+        ``last_resort``, no setting reaches the target (with it: the grid's last setting).
         """
         rows = slice(None)
         if opened is not None:
@@ -149,7 +155,7 @@ class Calibration:
         enough = n_decided >= min_count
         good = enough & (rate >= target)
         if not good.any():
-            return float(self.grid[-1]) if enough.any() else None
+            return float(self.grid[-1]) if enough.any() and last_resort else None
         return float(self.grid[int(np.argmax(good))])
 
 
@@ -416,8 +422,8 @@ class PromiseEngine:
         Fitted per checkpoint (the last one ``open_minutes`` has passed): how far the model is
         off differs between an outage just opened and one open for hours, so one shift for all
         would keep promises too often at one moment and too rarely at another. None: the model
-        cannot promise yet (not fitted, or too few recent promises to calibrate on); the survival
-        curves then answer.
+        cannot promise (not fitted, too few recent promises to calibrate on, or no shift on the
+        grid kept enough of them); the survival curves then answer.
         """
         if self._model is None:
             return None
@@ -430,8 +436,10 @@ class PromiseEngine:
         key = (estimator, target, opened)
         if key not in self._settings:
             calibration = self._boosted if estimator == "boosted" else self._survival
+            # The curves' last level (0.995) is a long but sane promise; the model's last shift
+            # multiplies it by 55. When no shift reaches the target, the curves answer instead.
             self._settings[key] = calibration.setting_for(
-                target, self.config.min_calibration, opened
+                target, self.config.min_calibration, opened, last_resort=estimator == "survival"
             )
         return self._settings[key]
 

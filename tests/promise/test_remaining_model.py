@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from promise.engine import BOOSTED_METHOD, SURVIVAL_METHOD, EngineConfig, PromiseEngine
+from promise.engine import (
+    BOOSTED_METHOD,
+    SURVIVAL_METHOD,
+    Calibration,
+    EngineConfig,
+    PromiseEngine,
+)
 from promise.incident import Incident
 from promise.remaining import RemainingConfig, RemainingTimeModel
 
@@ -131,3 +137,21 @@ def test_the_model_ranks_by_the_attribute_and_needs_a_fit(history: list[Incident
         assert median / 1.6 < value < median * 1.6
     # The slowest kind four hours in still has more to go than the fastest on opening.
     assert model.predict(probes[3:], [240.0])[0] > model.predict(probes[:1], [0.0])[0]
+
+
+def test_calibration_without_a_setting_that_reaches_the_target() -> None:
+    # Three decided promises per setting, all broken: no setting keeps 80 %.
+    grid = np.asarray([0.0, 1.0])
+    calibration = Calibration(
+        grid,
+        quantiles=np.asarray([[10.0, 20.0]] * 3),
+        actual=np.asarray([30.0, 40.0, 50.0]),
+        available=np.asarray([100.0] * 3),
+        opened=np.zeros(3),
+    )
+    assert calibration.setting_for(0.8, 3) == 1.0  # the curves: the last level
+    assert calibration.setting_for(0.8, 3, last_resort=False) is None  # the model: no shift
+    assert calibration.setting_for(0.8, 4) is None  # too few promises either way
+    kept = dataclasses.replace(calibration, actual=np.asarray([5.0, 15.0, 15.0]))
+    assert kept.setting_for(0.6, 3, last_resort=False) == 1.0
+    assert kept.setting_for(0.3, 3, last_resort=False) == 0.0
