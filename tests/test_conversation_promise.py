@@ -22,11 +22,11 @@ from bot.promises.service import PromiseService
 from bot.rasa_client import RasaClient
 from bot.settings import Settings
 from bot.storage.db import make_sessionmaker
-from bot.storage.models import Outage, OutageArea
 from promise.estimate import Estimate, Explanation
 from promise.incident import Incident
 
 from fake_rasa import FakeRasaServer
+from outage_fixtures import add_utrecht_fiber_cut
 
 pytestmark = pytest.mark.usefixtures("session")
 
@@ -55,19 +55,7 @@ class FixedEngine:
 def client(
     api_settings: Settings, db_engine: Engine, session: Session, fake_rasa: FakeRasaServer
 ) -> Iterator[TestClient]:
-    session.add(
-        Outage(
-            reference="STO-26-00042",
-            service="internet",
-            cause="fiber_cut",
-            region_name="Utrecht",
-            country="NL",
-            started_at=STARTED,
-            customers_affected=1840,
-            areas=[OutageArea(country="NL", postcode_prefix="3511")],
-        )
-    )
-    session.commit()
+    add_utrecht_fiber_cut(session, STARTED)
     promises = PromiseService(api_settings, engine_factory=lambda _config: FixedEngine())
     engine = RasaClient(api_settings, transport=httpx.MockTransport(fake_rasa.handler))
     app = create_app(

@@ -40,7 +40,6 @@ from bot.storage.models import (
     Handoff,
     Message,
     Outage,
-    OutageArea,
     PromiseGiven,
     Subscription,
     VoiceCall,
@@ -50,6 +49,7 @@ from promise.estimate import Estimate, Explanation
 from promise.incident import Incident
 
 from fake_rasa import FakeRasaServer
+from outage_fixtures import add_utrecht_fiber_cut
 
 pytestmark = pytest.mark.usefixtures("session")
 
@@ -119,19 +119,7 @@ def settings(tmp_path: Path) -> Settings:
 def line(
     settings: Settings, db_engine: Engine, session: Session, fake_rasa: FakeRasaServer
 ) -> Iterator[Line]:
-    session.add(
-        Outage(
-            reference="STO-26-00042",
-            service="internet",
-            cause="fiber_cut",
-            region_name="Utrecht",
-            country="NL",
-            started_at=STARTED,
-            customers_affected=1840,
-            areas=[OutageArea(country="NL", postcode_prefix="3511")],
-        )
-    )
-    session.commit()
+    add_utrecht_fiber_cut(session, STARTED)
     yield from _line(settings, db_engine, fake_rasa)
 
 
