@@ -38,6 +38,8 @@ class ActionRecordFeedback(Action):
                     language=tracker_language(tracker),
                     now=self._context.clock(),
                     conversation_id=tracker.sender_id if known else None,
+                    # Into the CX inbox like agents' observations, and to the CX webhook if set.
+                    forward=self._context.settings.cx_webhook_url is not None,
                 )
         dispatcher.utter_message(response="utter_feedback_thanks")
         return [SlotSet("feedback_text", None)]

@@ -13,14 +13,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from rasa_sdk.executor import ActionExecutor
 
 from actions import ActionContext, build_actions
-from bot import __version__
+from bot import __version__, cx
+from bot.accounts.routes import install as install_accounts
 from bot.actions_server import build_router
-from bot.api import conversations, customers, health, outages, suggestions
+from bot.api import conversations, customers, handoffs, health, outages, suggestions
 from bot.channels.gateway import ChannelGateway
 from bot.channels.routes import router as channels_router
 from bot.console import routes as console_routes
@@ -34,6 +35,8 @@ from bot.rasa_client import DialogueEngine, RasaClient
 from bot.settings import PROJECT_ROOT, Settings, get_settings
 from bot.storage.db import SessionFactory, get_sessionmaker
 from bot.suggestions.knowledge import KnowledgeSuggester
+from bot.supervisor import routes as supervisor_routes
+from bot.web.i18n import BOT_DIR, PAGE_PACKAGES
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +94,11 @@ def create_app(
         app.state.delivery = delivery
         if delivery is not None:
             delivery.start()
+        cx.start(app)  # observations to the CX webhook (issue 6)
         try:
             yield
         finally:
+            await cx.stop(app)
             if delivery is not None:
                 await delivery.stop()
             await channels.stop()
@@ -120,13 +125,25 @@ def create_app(
     app.include_router(build_router(executor))
     app.include_router(conversations.router)
     app.include_router(suggestions.router)
+    app.include_router(handoffs.router)  # handed-over conversations for the console (issue 6)
     app.include_router(outages.router)
     app.include_router(customers.router)  # one customer across channels (issue 5)
     app.include_router(outbox_router)  # dead letters and queue health (issue 5)
     app.include_router(health.router)
     app.include_router(channels_router)
     app.include_router(console_routes.router)
-    app.mount("/static", StaticFiles(directory=console_routes.STATIC_DIR), name="static")
+    app.include_router(supervisor_routes.router)  # the supervisors' page and API (issue 6)
+    cx.install(app, settings, knowledge)  # feedback API, CX inbox and themes (issue 6)
+    # Accounts and the web shell (issue 6): login, logout, language, /api/v1/me, `/` by role,
+    # and each page package's static files at /static/<package>/.
+    install_accounts(app)
+    for package in PAGE_PACKAGES:
+        if (BOT_DIR / package / "static").is_dir():
+            app.mount(
+                f"/static/{package}",
+                StaticFiles(directory=BOT_DIR / package / "static"),
+                name=f"static-{package}",
+            )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -135,9 +152,5 @@ def create_app(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": "; ".join(reasons)})
-
-    @app.get("/", include_in_schema=False)
-    async def _root() -> RedirectResponse:
-        return RedirectResponse("/console")
 
     return app

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bot.accounts.cli import app as users_app
 from bot.channels.cli import app as telegram_app
 from bot.promises.cli import app as promise_app
 from bot.settings import get_settings
@@ -25,6 +26,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(promise_app, name="promise")
 app.add_typer(telegram_app, name="telegram")
+app.add_typer(users_app, name="users")  # accounts of the web pages (issue 6)
 
 
 @app.command()
@@ -115,7 +117,10 @@ def demo_seed(
         if is_seeded(session):
             typer.echo("Demo data is already loaded.")
             return
-        report = seed_demo(session, now=datetime.now(UTC), seed=seed)
+        # With the promises given in the last weeks, for the supervisors' page (issue 6).
+        report = seed_demo(
+            session, now=datetime.now(UTC), seed=seed, promise_history=True, settings=settings
+        )
     typer.echo(f"Demo data loaded: {report.outages} outages, {len(report.active)} active")
 
 

@@ -5,6 +5,7 @@ Each step announces itself, so a first run that installs and trains for minutes 
 
 from __future__ import annotations
 
+import secrets
 import signal
 import subprocess
 import sys
@@ -34,14 +35,42 @@ def prepare_database(settings: Settings, *, seed_demo_data: bool = True) -> None
 
     say(f"Migrating the database ({settings.sqlalchemy_url.split('@')[-1]})")
     upgrade_database(settings.sqlalchemy_url)
+    ensure_first_admin(settings)
     if not seed_demo_data:
         return
     with session_scope(get_sessionmaker(settings)) as session:
         if is_seeded(session):
             return
-        say("Loading the demo data (two years of outage history, a few active outages)")
-        report = seed_demo(session, now=datetime.now(UTC))
+        say(
+            "Loading the demo data (two years of outage history, a few active outages, the "
+            "promises of the last weeks)"
+        )
+        report = seed_demo(session, now=datetime.now(UTC), promise_history=True, settings=settings)
     say(f"Demo data loaded: {report.outages} outages, {len(report.active)} active")
+
+
+def ensure_first_admin(settings: Settings) -> None:
+    """On a database without users, create ``admin`` so the pages can be opened at all.
+
+    The password is random, shown once and kept in ``$BELOFTE_HOME/admin-password`` (mode 600):
+    a fixed default password would be the first thing tried against a new installation.
+    """
+    from bot.accounts.service import create_user, list_users
+    from bot.storage.db import get_sessionmaker, session_scope
+
+    with session_scope(get_sessionmaker(settings)) as session:
+        if list_users(session):
+            return
+        password = secrets.token_urlsafe(15)
+        create_user(session, username="admin", password=password, role="admin", settings=settings)
+    path = settings.home / "admin-password"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(password + "\n", encoding="utf-8")
+    say(
+        f"Created the user 'admin' (password in {path}); add agents with "
+        "`belofte users add NAME --role agent`"
+    )
 
 
 @dataclass

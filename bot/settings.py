@@ -224,6 +224,29 @@ class Settings(BaseSettings):
         gt=0.0,
         description="How often the service checks for promises about to break.",
     )
+    # -- supervisors' page (issue 6, bot/supervisor) --
+    supervisor_calibration_weeks: int = Field(
+        default=8,
+        ge=1,
+        le=52,
+        description="The period the supervisors' calibration covers by default, in weeks.",
+    )
+    # -- end of supervisors' page --
+    # -- agent console (issue 6, bot/console) --
+    console_promise_poll_seconds: float = Field(
+        default=15.0,
+        ge=2.0,
+        le=600.0,
+        description="How often the agent console re-reads the promise card (and on every "
+        "message), so a supervisor's approval or override shows without reloading.",
+    )
+    console_handoff_poll_seconds: float = Field(
+        default=10.0,
+        ge=2.0,
+        le=600.0,
+        description="How often the agent console re-reads the list of handed-over conversations.",
+    )
+    # -- end of agent console --
     api_key: SecretStr | None = Field(
         default=None,
         description="Key for the operations feed (X-API-Key on /api/v1/outages) and supervisor "
@@ -481,6 +504,153 @@ class Settings(BaseSettings):
         description="Longest a job waits for its sender's next free slot; beyond it the message "
         "is put back and tried later.",
     )
+
+    # -- CX feedback (issue 6, bot/cx and bot/feedback) -------------------------------------
+    # Observations from agents and customers, the CX inbox, themes, and forwarding each new
+    # observation to a webhook (Slack/Teams incoming webhook). See bot/cx/__init__.py.
+
+    cx_feedback_max_chars: int = Field(
+        default=4000, ge=100, description="Longest observation text accepted from the web page."
+    )
+    cx_comment_max_chars: int = Field(
+        default=4000, ge=100, description="Longest comment the CX team can add to an observation."
+    )
+    cx_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Incoming webhook (Slack, Teams, ...) that gets every new observation as JSON "
+        "with a 'text' field; unset: nothing is forwarded. A secret: the URL is the credential.",
+    )
+    cx_webhook_language: Language = Field(
+        default="nl", description="Language of the webhook message's 'text'."
+    )
+    cx_webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0.0, description="How long one webhook call may take."
+    )
+    cx_webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts at forwarding one observation before it is kept as failed (the CX "
+        "page shows the count and can retry them).",
+    )
+    cx_webhook_backoff_base_seconds: float = Field(
+        default=5.0, gt=0.0, description="Wait before the second attempt; doubled each time."
+    )
+    cx_webhook_backoff_max_seconds: float = Field(
+        default=900.0, gt=0.0, description="Longest wait between two webhook attempts."
+    )
+    cx_forward_interval_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="How often the service looks for observations due to be forwarded (a new "
+        "one is forwarded at once).",
+    )
+    cx_forward_lease_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="A forward claimed this long ago without a result (its process died) is taken "
+        "over by another. At least twice the webhook timeout, so a slow call is never repeated.",
+    )
+    cx_theme_distance_threshold: float = Field(
+        default=0.11,
+        gt=0.0,
+        lt=2.0,
+        description="Themes: observations join a group while their average cosine distance stays "
+        "below this. multilingual-e5 similarities lie between about 0.75 and 1, so 0.11 means "
+        "'about the same complaint'; raise it for broader themes.",
+    )
+    cx_theme_window_days: int = Field(
+        default=90, ge=7, description="Themes are built from the observations of this many days."
+    )
+    cx_theme_max_observations: int = Field(
+        default=3000,
+        ge=10,
+        description="Most (newest) observations grouped into themes; clustering is quadratic.",
+    )
+    cx_theme_min_size: int = Field(
+        default=2, ge=2, description="Fewest observations a theme needs to be listed."
+    )
+    cx_theme_trend_weeks: int = Field(
+        default=8, ge=2, le=52, description="Weeks shown in a theme's trend."
+    )
+    cx_theme_growing_factor: float = Field(
+        default=2.0,
+        gt=1.0,
+        description="A theme is growing when its last 7 days have this many times its average "
+        "week before...",
+    )
+    cx_theme_growing_min_count: int = Field(
+        default=3,
+        ge=1,
+        description="...and at least this many observations in the last 7 days, from at least two "
+        "different authors or conversations.",
+    )
+    cx_theme_label_terms: int = Field(
+        default=4, ge=1, le=10, description="Top terms (c-TF-IDF) in a theme's label."
+    )
+
+    @model_validator(mode="after")
+    def _check_cx(self) -> Settings:
+        if self.cx_forward_lease_seconds < 2 * self.cx_webhook_timeout_seconds:
+            raise ValueError("cx_forward_lease_seconds must be at least 2 x cx_webhook_timeout")
+        if self.cx_webhook_url is not None:
+            scheme = self.cx_webhook_url.get_secret_value().split(":", 1)[0].lower()
+            if scheme not in ("http", "https"):
+                raise ValueError("cx_webhook_url must be an http(s) URL")
+        return self
+
+    # -- end of CX feedback ------------------------------------------------------------------
+
+    # -- web accounts (issue 6, bot/accounts): users, sessions, CSRF, login rate limit --------
+
+    password_min_length: int = Field(
+        default=12, ge=8, description="Shortest password `belofte users` accepts."
+    )
+    password_hash_time_cost: int = Field(
+        default=3,
+        ge=1,
+        description="argon2id iterations; hashes made with other parameters are redone at the "
+        "next login.",
+    )
+    password_hash_memory_kib: int = Field(
+        default=65536,
+        ge=1024,
+        description="argon2id memory in KiB (64 MiB: the RFC 9106 low-memory profile).",
+    )
+    session_idle_minutes: int = Field(
+        default=120,
+        ge=1,
+        description="A web session unused this long ends (the user logs in again).",
+    )
+    session_max_hours: float = Field(
+        default=12.0,
+        gt=0.0,
+        description="Absolute lifetime of a web session, however active (about one shift).",
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="Always mark the session cookie Secure. Off: Secure whenever the request "
+        "came over HTTPS (X-Forwarded-Proto counts with trust_proxy_headers).",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the login form's CSRF cookie; generated into "
+        "$BELOFTE_HOME/session-key if unset. Every process needs the same one.",
+    )
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins per username, and per client address, within "
+        "login_failure_window_seconds before further attempts are refused (429).",
+    )
+    login_failure_window_seconds: int = Field(
+        default=900, ge=60, description="The window in which failed logins are counted."
+    )
+
+    def web_session_key(self) -> bytes:
+        """The key of the login CSRF cookie, created once per ``BELOFTE_HOME`` if not set."""
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value().encode("utf-8")
+        return self._generated_secret("session-key").encode("utf-8")
 
     @model_validator(mode="after")
     def _check_delivery(self) -> Settings:

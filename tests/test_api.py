@@ -1,4 +1,8 @@
-"""The HTTP API against a simulated Rasa HTTP interface (the integration test uses a real one)."""
+"""The HTTP API against a simulated Rasa HTTP interface (the integration test uses a real one).
+
+The calls carry the operations API key, as machine clients do; the agent console's login and
+CSRF checks are tested in tests/console/.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from bot.app import create_app
@@ -19,10 +24,12 @@ from fake_rasa import FakeRasaServer
 
 pytestmark = pytest.mark.usefixtures("session")
 
+KEY = "test-api-operations-key"
+
 
 @pytest.fixture
 def settings(api_settings: Settings) -> Settings:
-    return api_settings
+    return api_settings.model_copy(update={"api_key": SecretStr(KEY)})
 
 
 @pytest.fixture
@@ -34,7 +41,7 @@ def rasa(fake_rasa: FakeRasaServer) -> FakeRasaServer:
 def client(settings: Settings, db_engine: Engine, rasa: FakeRasaServer) -> Iterator[TestClient]:
     engine = RasaClient(settings, transport=httpx.MockTransport(rasa.handler))
     app = create_app(settings, dialogue=engine, sessions=make_sessionmaker(db_engine))
-    with TestClient(app) as test_client:
+    with TestClient(app, headers={"X-API-Key": KEY}) as test_client:
         yield test_client
 
 
@@ -155,7 +162,7 @@ def test_rasa_down_gives_503_and_keeps_the_users_message(
 ) -> None:
     # A real client against a port nobody listens on.
     app = create_app(settings, sessions=make_sessionmaker(db_engine))
-    with TestClient(app) as test_client:
+    with TestClient(app, headers={"X-API-Key": KEY}) as test_client:
         response = test_client.post(
             "/api/v1/conversations/c7/messages",
             json={"text": "is there an outage in 1012 AB", "channel": "api"},
@@ -201,11 +208,24 @@ def test_rasa_calls_carry_the_token(client: TestClient, rasa: FakeRasaServer) ->
     assert all(r.url.params.get("token") == "test-token" for r in rasa.requests)
 
 
+def test_messages_without_a_key_or_login_are_refused_and_not_stored(
+    client: TestClient, rasa: FakeRasaServer, db_engine: Engine
+) -> None:
+    for headers in ({"X-API-Key": ""}, {"X-API-Key": "not-the-key"}):
+        response = client.post(
+            "/api/v1/conversations/c9/messages", json={"text": "hoi"}, headers=headers
+        )
+        assert response.status_code == 401
+    assert not rasa.requests
+    assert _messages(db_engine, "c9") == []
+
+
 def test_console_page_and_openapi_docs_are_served(client: TestClient) -> None:
-    console = client.get("/console")
-    assert console.status_code == 200
-    assert "/static/console.js" in console.text
-    assert client.get("/static/console.js").status_code == 200
+    # The console is for logged-in agents: a visitor is sent to the login page.
+    console = client.get("/console", follow_redirects=False)
+    assert console.status_code == 303
+    assert console.headers["location"].startswith("/login")
+    assert client.get("/static/console/console.js").status_code == 200
     schema = client.get("/openapi.json").json()
     assert "/api/v1/conversations/{conversation_id}/messages" in schema["paths"]
     assert client.get("/docs").status_code == 200

@@ -65,7 +65,9 @@ def client(
         promises=promises,
         knowledge=None,
     )
-    with TestClient(app) as test_client:
+    # Machine client: the conversation API takes the operations key (or a logged-in agent).
+    key = {"X-API-Key": api_settings.operations_api_key()}
+    with TestClient(app, headers=key) as test_client:
         yield test_client
 
 

@@ -113,14 +113,6 @@ def _create(client: TestClient, **overrides: Any) -> dict[str, Any]:
     [
         ("POST", "/api/v1/outages", _new_outage()),
         ("PATCH", "/api/v1/outages/STO-25-00042", {"customers_affected": 1}),
-        ("POST", "/api/v1/outages/STO-25-00042/promise/approve", {"actor": "noor"}),
-        (
-            "POST",
-            "/api/v1/outages/STO-25-00042/promise/override",
-            {"actor": "noor", "deadline": "2030-01-01T12:00:00+01:00", "reason": "r"},
-        ),
-        ("GET", "/api/v1/promise-targets", None),
-        ("PUT", "/api/v1/promise-targets/internet", {"target": 0.9, "actor": "noor"}),
     ],
 )
 def test_protected_calls_need_the_api_key(
@@ -132,6 +124,31 @@ def test_protected_calls_need_the_api_key(
     wrong = client.request(method, path, json=body, headers={"X-API-Key": KEY + "x"})
     assert wrong.status_code == 401
     assert wrong.json() == {"detail": "invalid API key"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/outages/STO-25-00042/promise", None),
+        ("POST", "/api/v1/outages/STO-25-00042/promise/approve", {}),
+        (
+            "POST",
+            "/api/v1/outages/STO-25-00042/promise/override",
+            {"deadline": "2030-01-01T12:00:00+01:00", "reason": "r"},
+        ),
+        ("GET", "/api/v1/promise-targets", None),
+        ("PUT", "/api/v1/promise-targets/internet", {"target": 0.9}),
+    ],
+)
+def test_promise_calls_need_a_login_or_the_api_key(
+    client: TestClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    # Sessions (supervisors; agents may read a promise) are tested in tests/supervisor.
+    missing = client.request(method, path, json=body)
+    assert missing.status_code == 401
+    wrong = client.request(method, path, json=body, headers={"X-API-Key": KEY + "x"})
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"]
 
 
 def test_the_key_defaults_to_a_generated_one(api_settings: Settings, db_engine: Engine) -> None:
@@ -230,7 +247,7 @@ def test_resolving_scores_promises_and_tells_subscribers(
     client: TestClient, db_engine: Engine
 ) -> None:
     _create(client)
-    promise = client.get("/api/v1/outages/STO-25-00042/promise").json()
+    promise = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()
     sessions = make_sessionmaker(db_engine)
     with sessions() as session, session.begin():
         outage = session.scalars(select(Outage)).one()
@@ -262,7 +279,7 @@ def test_resolving_scores_promises_and_tells_subscribers(
         message = session.scalars(select(OutboxMessage)).one()
         assert (message.kind, message.address) == ("outage_fixed", "+31611111111")
 
-    gone = client.get("/api/v1/outages/STO-25-00042/promise")
+    gone = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH)
     assert gone.status_code == 409
     assert "resolved" in gone.json()["detail"]
 
@@ -272,7 +289,7 @@ def test_resolving_scores_promises_and_tells_subscribers(
 
 def test_get_promise_shape(client: TestClient) -> None:
     _create(client)
-    response = client.get("/api/v1/outages/STO-25-00042/promise")
+    response = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH)
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {
@@ -299,24 +316,24 @@ def test_get_promise_shape(client: TestClient) -> None:
     assert body["explanation"]["open_minutes"] == pytest.approx(60, abs=1)
     assert body["approved_by"] is None and body["reason"] is None
 
-    assert client.get("/api/v1/outages/STO-404/promise").status_code == 404
+    assert client.get("/api/v1/outages/STO-404/promise", headers=AUTH).status_code == 404
 
 
 def test_override_via_the_api_is_what_get_returns(client: TestClient) -> None:
     _create(client)
-    suggested = client.get("/api/v1/outages/STO-25-00042/promise").json()
+    suggested = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()
     deadline = (datetime.now(UTC) + timedelta(hours=6)).replace(second=0, microsecond=0)
     path = "/api/v1/outages/STO-25-00042/promise/override"
 
     blank = client.post(
         path,
-        json={"actor": "noor", "deadline": deadline.isoformat(), "reason": "  "},
+        json={"deadline": deadline.isoformat(), "reason": "  "},
         headers=AUTH,
     )
     assert blank.status_code == 422 and "reason" in blank.json()["detail"]
     past = client.post(
         path,
-        json={"actor": "noor", "deadline": "2020-01-01T12:00:00+01:00", "reason": "x"},
+        json={"deadline": "2020-01-01T12:00:00+01:00", "reason": "x"},
         headers=AUTH,
     )
     assert past.status_code == 422 and "future" in past.json()["detail"]
@@ -324,19 +341,19 @@ def test_override_via_the_api_is_what_get_returns(client: TestClient) -> None:
     response = client.post(
         path,
         json={
-            "actor": "noor",
             "deadline": deadline.isoformat(),
             "reason": "kabel ligt onder water",
         },
         headers=AUTH,
     )
     assert response.status_code == 200, response.text
-    current = client.get("/api/v1/outages/STO-25-00042/promise").json()
+    current = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()
     assert current == response.json()
     assert datetime.fromisoformat(current["deadline"]) == deadline
+    # Who acted comes from the credentials: "api" for the key (no user).
     assert (current["status"], current["approved_by"], current["reason"]) == (
         "overridden",
-        "noor",
+        "api",
         "kabel ligt onder water",
     )
     assert current["explanation"] == suggested["explanation"]
@@ -344,17 +361,14 @@ def test_override_via_the_api_is_what_get_returns(client: TestClient) -> None:
 
 def test_approve_via_the_api(client: TestClient) -> None:
     _create(client)
-    suggested = client.get("/api/v1/outages/STO-25-00042/promise").json()
-    response = client.post(
-        "/api/v1/outages/STO-25-00042/promise/approve", json={"actor": "noor"}, headers=AUTH
-    )
+    suggested = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()
+    response = client.post("/api/v1/outages/STO-25-00042/promise/approve", json={}, headers=AUTH)
     assert response.status_code == 200
-    assert (response.json()["status"], response.json()["approved_by"]) == ("approved", "noor")
+    assert (response.json()["status"], response.json()["approved_by"]) == ("approved", "api")
     assert response.json()["deadline"] == suggested["deadline"]
-    assert client.get("/api/v1/outages/STO-25-00042/promise").json()["status"] == "approved"
-    unknown = client.post(
-        "/api/v1/outages/STO-404/promise/approve", json={"actor": "noor"}, headers=AUTH
-    )
+    now_told = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()
+    assert now_told["status"] == "approved"
+    unknown = client.post("/api/v1/outages/STO-404/promise/approve", json={}, headers=AUTH)
     assert unknown.status_code == 404
 
 
@@ -364,24 +378,18 @@ def test_targets_per_service(client: TestClient) -> None:
     assert [t["service"] for t in listed.json()] == list(SERVICES)
     assert {t["target"] for t in listed.json()} == {0.8}
 
-    put = client.put(
-        "/api/v1/promise-targets/internet", json={"target": 0.9, "actor": "noor"}, headers=AUTH
-    )
+    put = client.put("/api/v1/promise-targets/internet", json={"target": 0.9}, headers=AUTH)
     assert put.status_code == 200
-    assert (put.json()["target"], put.json()["updated_by"]) == (0.9, "noor")
+    assert (put.json()["target"], put.json()["updated_by"]) == (0.9, "api")
     targets = {t["service"]: t for t in client.get("/api/v1/promise-targets", headers=AUTH).json()}
     assert targets["internet"]["target"] == 0.9 and targets["tv"]["target"] == 0.8
 
     _create(client)
-    assert client.get("/api/v1/outages/STO-25-00042/promise").json()["target"] == 0.9
+    assert client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()["target"] == 0.9
 
-    too_high = client.put(
-        "/api/v1/promise-targets/internet", json={"target": 1.0, "actor": "noor"}, headers=AUTH
-    )
+    too_high = client.put("/api/v1/promise-targets/internet", json={"target": 1.0}, headers=AUTH)
     assert too_high.status_code == 422
-    unknown = client.put(
-        "/api/v1/promise-targets/fax", json={"target": 0.7, "actor": "noor"}, headers=AUTH
-    )
+    unknown = client.put("/api/v1/promise-targets/fax", json={"target": 0.7}, headers=AUTH)
     assert unknown.status_code == 422 and "fax" in unknown.json()["detail"]
 
 
@@ -391,7 +399,7 @@ def test_the_real_engine_behind_the_api(
     # Nothing in the history yet: the engine cannot promise a clock time, only the next update.
     for client in _client(settings, db_engine, None):
         _create(client)
-        body = client.get("/api/v1/outages/STO-25-00042/promise").json()
+        body = client.get("/api/v1/outages/STO-25-00042/promise", headers=AUTH).json()
         assert body["deadline"] is None
         next_update = datetime.fromisoformat(body["next_update_at"])
         assert next_update >= datetime.now(UTC) + timedelta(minutes=59)
@@ -413,5 +421,6 @@ def test_openapi_documents_the_endpoints_and_the_key(client: TestClient) -> None
         assert path in schema["paths"], path
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert "security" in schema["paths"]["/api/v1/outages"]["post"]
-    assert "security" not in schema["paths"]["/api/v1/outages/{reference}/promise"]["get"]
+    # Reading a promise: the key or a logged-in agent or supervisor (the console).
+    assert "security" in schema["paths"]["/api/v1/outages/{reference}/promise"]["get"]
     assert "PromiseOut" in schema["components"]["schemas"]

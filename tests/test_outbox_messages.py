@@ -236,3 +236,27 @@ def test_unknown_templates_and_languages_are_refused() -> None:
         "outage_fixed", {"params": fixed["params"]}, "en", timezone=TZ, now=T0
     )
     assert text.startswith("Good news: the outage affecting your service in your area was fixed")
+
+
+def test_fixed_messages_queued_in_bulk_render_in_each_subscribers_language(
+    session: Session, tmp_path: Path
+) -> None:
+    service = PromiseService(
+        Settings(home=tmp_path),
+        engine_factory=lambda _config: ScriptedEngine(),
+        min_refit_interval=timedelta(0),
+    )
+    outage = _outage(session, "STO-25-00009", "internet", "Utrecht")
+    languages = {f"+3160000{i:04d}": "nl" if i % 3 else "en" for i in range(30)}
+    for address, language in languages.items():
+        subscribe(
+            session, channel="sms", address=address, language=language, now=T0,
+            outage_id=outage.id,
+        )  # fmt: skip
+    fixed_at = T0 + timedelta(hours=3)
+    assert service.resolve(session, outage.id, fixed_at, fixed_at).queued == 30
+    rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+    assert {row.address: row.language for row in rows} == languages
+    opening = {"nl": "Goed nieuws: de storing in internet", "en": "Good news: the outage"}
+    for row in rows:
+        assert _render(row, row.language, fixed_at).startswith(opening[row.language])

@@ -7,17 +7,21 @@ scripted engine whose promise the test sets; ``test_the_real_engine_*`` use the 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.customers.identities import link_customer
+from bot.customers import identities, notifications
+from bot.customers.identities import link_customer, link_phone, set_preferred_channel
+from bot.customers.notifications import notification_target
 from bot.promises import history_store
+from bot.promises import service as promise_service
 from bot.promises.history_store import (
     HistoryImportError,
     ImportSummary,
@@ -35,6 +39,7 @@ from bot.promises.watch import PromiseWatch
 from bot.settings import Settings
 from bot.storage.db import make_sessionmaker
 from bot.storage.models import (
+    ChannelOptOut,
     Conversation,
     Outage,
     OutboxMessage,
@@ -432,6 +437,181 @@ def test_outbox_dedupe_key_is_unique(session: Session) -> None:
     )
     with pytest.raises(IntegrityError):
         session.commit()
+
+
+# -- resolving outages with many subscribers (set-based) ---------------------------------------
+
+
+def _bulk_subscribe(session: Session, outage: Outage, count: int) -> list[Subscription]:
+    """``count`` SMS subscriptions in one INSERT; every tenth is cancelled."""
+    session.execute(
+        insert(Subscription),
+        [
+            {
+                "outage_id": outage.id,
+                "channel": "sms",
+                "address": f"sms:+316{10_000_000 + i:08d}",
+                "language": "nl" if i % 2 == 0 else "en",
+                "created_at": T0,
+                "cancelled_at": T0 + timedelta(minutes=5) if i % 10 == 3 else None,
+            }
+            for i in range(count)
+        ],
+    )
+    return list(
+        session.scalars(
+            select(Subscription)
+            .where(Subscription.outage_id == outage.id)
+            .order_by(Subscription.id)
+        )
+    )
+
+
+def test_resolve_with_thousands_of_subscribers_takes_a_few_queries(
+    session: Session, service: PromiseService, db_engine: Engine
+) -> None:
+    outage = _outage(session)
+    view = service.current(session, outage.id, T0)
+    assert view is not None  # the scripted deadline: T0 + 2 h
+    told = service.record_given(
+        session, view, channel="sms", recipient="sms:+31610000000", language="nl",
+        conversation_id=None, now=T0,
+    )  # fmt: skip
+    subscriptions = _bulk_subscribe(session, outage, 2500)
+    active = [s for s in subscriptions if s.cancelled_at is None]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(db_engine, "before_cursor_execute", count)
+    try:
+        summary = service.resolve(
+            session, outage.id, T0 + timedelta(hours=1), T0 + timedelta(hours=1)
+        )
+    finally:
+        event.remove(db_engine, "before_cursor_execute", count)
+    assert summary.queued == len(active) == 2250
+    assert (summary.kept, summary.broken, summary.no_deadline) == (1, 0, 0)
+    # Scored in SQL; the promise given this session holds shows it without a reload.
+    assert (told.outcome, told.scored_at) == ("kept", T0 + timedelta(hours=1))
+    # Per subscriber it took several queries (one outbox INSERT alone each): now a few per
+    # thousand subscribers.
+    assert len(statements) < 40, statements
+
+    rows = session.execute(
+        select(
+            OutboxMessage.subscription_id,
+            OutboxMessage.channel,
+            OutboxMessage.address,
+            OutboxMessage.language,
+            OutboxMessage.dedupe_key,
+        ).order_by(OutboxMessage.id)
+    ).all()
+    assert [tuple(row) for row in rows] == [
+        (s.id, "sms", s.address, s.language, f"fixed:{outage.id}:{s.id}") for s in active
+    ]
+
+    # Resolving again (a corrected time) queues nothing new.
+    again = service.resolve(session, outage.id, T0 + timedelta(hours=2), T0 + timedelta(hours=2))
+    assert again.queued == 0
+    assert session.scalar(select(func.count(OutboxMessage.id))) == 2250
+
+
+def test_resolve_in_bulk_honours_preferred_channels_opt_outs_and_cancellations(
+    session: Session, service: PromiseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny chunks, so every lookup and insert crosses chunk boundaries on a few subscribers.
+    monkeypatch.setattr(identities, "LOOKUP_CHUNK", 3)
+    monkeypatch.setattr(notifications, "LOOKUP_CHUNK", 3)
+    monkeypatch.setattr(promise_service, "OUTBOX_INSERT_BATCH", 2)
+    outage = _outage(session)
+
+    def chat_with_number(chat: str, number: str, preferred: str) -> None:
+        customer = link_customer(session, "telegram", chat)
+        customer = link_phone(session, customer.id, number)
+        set_preferred_channel(session, customer.id, preferred)
+
+    fillers: list[Subscription] = []
+
+    def filler(n: int) -> None:
+        # Numbers nobody is known by: their subscription channel, unchanged.
+        for _ in range(n):
+            number = f"+316990000{len(fillers):02d}"
+            fillers.append(_subscribe(session, outage, "sms", f"sms:{number}"))
+
+    chat_with_number("1001", "+31611110001", "sms")  # reachable by SMS: rerouted
+    chat_with_number("1002", "+31611110002", "sms")  # opted out of SMS: stays on Telegram
+    session.add(ChannelOptOut(channel="sms", address="+31611110002", opted_out_at=T0))
+    chat_with_number("1003", "+31611110003", "telegram")  # subscribed twice: one message
+    session.add(ChannelOptOut(channel="sms", address="+31644440004", opted_out_at=T0))
+    session.flush()
+
+    filler(2)
+    rerouted = _subscribe(session, outage, "telegram", "telegram:1001")
+    both_sms = _subscribe(session, outage, "sms", "sms:+31611110003")
+    filler(3)
+    blocked = _subscribe(session, outage, "telegram", "telegram:1002")
+    # Opted out without a choice of channel: queued as before (delivery checks the opt-out
+    # right before sending, so a START in between still gets the message).
+    opted_out = _subscribe(session, outage, "sms", "sms:+31644440004")
+    cancelled = _subscribe(session, outage, "sms", "sms:+31655550005")
+    cancelled.cancelled_at = T0 + timedelta(minutes=1)
+    filler(2)
+    both_telegram = _subscribe(session, outage, "telegram", "telegram:1003")
+    filler(1)
+    session.flush()
+
+    summary = service.resolve(session, outage.id, T0 + timedelta(hours=1), T0 + timedelta(hours=1))
+    rows = {m.subscription_id: (m.channel, m.address) for m in _outbox(session)}
+    special = {
+        rerouted.id: ("sms", "sms:+31611110001"),
+        both_sms.id: ("telegram", "telegram:1003"),
+        blocked.id: ("telegram", "telegram:1002"),
+        opted_out.id: ("sms", "sms:+31644440004"),
+    }
+    for subscription_id, target in special.items():
+        assert rows.pop(subscription_id) == target
+    # The second subscription of the customer who chose Telegram and the cancelled one: nothing.
+    assert both_telegram.id not in rows and cancelled.id not in rows
+    assert rows == {f.id: ("sms", f.address) for f in fillers}
+    assert summary.queued == 12
+    # The single-subscriber lookup agrees with the bulk one.
+    assert notification_target(session, "telegram", "telegram:1001") == special[rerouted.id]
+    assert notification_target(session, "telegram", "telegram:1002") == special[blocked.id]
+
+    again = service.resolve(session, outage.id, T0 + timedelta(hours=2), T0 + timedelta(hours=2))
+    assert again.queued == 0
+    assert len(_outbox(session)) == 12
+
+
+def test_concurrent_resolves_queue_every_message_once(
+    session: Session, service: PromiseService, db_engine: Engine
+) -> None:
+    if db_engine.dialect.name != "postgresql":
+        # SQLite has one writer at a time and no row locks: nothing runs concurrently there.
+        pytest.skip("row locks and concurrent writers: PostgreSQL only")
+    outage = _outage(session)
+    _bulk_subscribe(session, outage, 300)
+    session.commit()
+    factory = make_sessionmaker(db_engine)
+    resolved_at = T0 + timedelta(hours=1)
+    second: list[int] = []
+
+    def resolve_too() -> None:
+        with factory() as other, other.begin():
+            second.append(service.resolve(other, outage.id, resolved_at, resolved_at).queued)
+
+    with factory() as first, first.begin():
+        assert service.resolve(first, outage.id, resolved_at, resolved_at).queued == 270
+        thread = threading.Thread(target=resolve_too)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for the outage row the first resolve locked
+    thread.join(30)
+    assert second == [0]
+    keys = session.scalars(select(OutboxMessage.dedupe_key)).all()
+    assert len(keys) == len(set(keys)) == 270
 
 
 # -- renewals -----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 - ``PUT /api/v1/customers/{customer_id}/preferred-channel``: where notifications go (an agent
   setting it for a customer on the phone); 409 when the customer is not known on that channel.
 
-Protected by the operations API key (``X-API-Key``), like the other operations routes.
+For the agent console (a logged-in agent, supervisor or admin; the CSRF token on the PUT) and
+machine clients with the operations API key (``X-API-Key``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
+from bot.accounts import require_api_key_or_role
 from bot.api.customer_schemas import CustomerHistoryOut, PreferredChannelIn
-from bot.api.outages import ApiKey
 from bot.api.schemas import ErrorOut
 from bot.customers.history import CustomerHistory, conversation_history, customer_history
 from bot.customers.identities import ChannelNotLinked, UnknownCustomer, set_preferred_channel
 from bot.storage.db import SessionFactory
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
+
+#: Agents look customers up mid-call; supervisors and admins may too.
+AgentOrKey = Depends(require_api_key_or_role("agent", "supervisor"))
 
 CustomerId = Annotated[int, Path(ge=1, description="The customer's id.")]
 ConversationId = Annotated[
@@ -37,6 +41,7 @@ Limit = Annotated[
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
     404: {"model": ErrorOut},
 }
 
@@ -53,7 +58,7 @@ def _out(history: CustomerHistory) -> CustomerHistoryOut:
 @router.get(
     "/customers/{customer_id}/history",
     response_model=CustomerHistoryOut,
-    dependencies=[ApiKey],
+    dependencies=[AgentOrKey],
     responses=_RESPONSES,
 )
 def get_customer_history(
@@ -70,7 +75,7 @@ def get_customer_history(
 @router.get(
     "/conversations/{conversation_id}/history",
     response_model=CustomerHistoryOut,
-    dependencies=[ApiKey],
+    dependencies=[AgentOrKey],
     responses=_RESPONSES,
 )
 def get_conversation_history(
@@ -87,7 +92,7 @@ def get_conversation_history(
 @router.put(
     "/customers/{customer_id}/preferred-channel",
     response_model=CustomerHistoryOut,
-    dependencies=[ApiKey],
+    dependencies=[AgentOrKey],
     responses={**_RESPONSES, 409: {"model": ErrorOut}},
 )
 def put_preferred_channel(

@@ -169,20 +169,33 @@ class PromiseOut(BaseModel):
     reason: str | None
 
 
+#: The audit log records who acted from the credentials, never from the body: the logged-in
+#: user's username, or "api" for an X-API-Key call. ``actor`` is still accepted so machine
+#: clients written before logins keep working, but it is not recorded.
+_ACTOR_DESCRIPTION = (
+    "Ignored (kept for older clients): the audit log records the logged-in user, "
+    'or "api" for X-API-Key calls.'
+)
+
+
 class ApproveIn(_Strict):
     """A supervisor approves the suggested promise."""
 
-    actor: str = Field(min_length=1, max_length=200, description="Who approves.")
+    actor: str | None = Field(
+        default=None, min_length=1, max_length=200, description=_ACTOR_DESCRIPTION
+    )
 
 
 class OverrideIn(_Strict):
     """A supervisor replaces the promise by a deadline of their own."""
 
-    actor: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(
+        default=None, min_length=1, max_length=200, description=_ACTOR_DESCRIPTION
+    )
     deadline: AwareDatetime = Field(description="ISO 8601 with a UTC offset, in the future.")
     reason: str = Field(min_length=1, max_length=2000, description="Why (kept in the audit log).")
 
-    @field_validator("reason", "actor")
+    @field_validator("reason")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
@@ -194,7 +207,9 @@ class TargetIn(_Strict):
     """The probability promises for a service should be kept."""
 
     target: float = Field(gt=0.0, lt=1.0)
-    actor: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(
+        default=None, min_length=1, max_length=200, description=_ACTOR_DESCRIPTION
+    )
 
 
 class TargetOut(BaseModel):
@@ -204,3 +219,40 @@ class TargetOut(BaseModel):
     target: float
     updated_by: str | None
     updated_at: datetime | None
+
+
+class TargetPreviewIn(_Strict):
+    """A target to try out: nothing is stored."""
+
+    target: float = Field(gt=0.0, lt=1.0)
+
+
+class PromiseTimes(BaseModel):
+    """When a promise says the outage is fixed, or (too little evidence) when the next update is."""
+
+    deadline: datetime | None
+    next_update_at: datetime | None
+
+
+class TargetPreviewItem(BaseModel):
+    """One open outage: its promise now, and what it would become with the new target."""
+
+    outage: str = Field(description="The outage's reference.")
+    current: PromiseTimes = Field(description="What everyone is told now.")
+    suggested: PromiseTimes = Field(description="The engine's promise at the new target.")
+    new: PromiseTimes = Field(
+        description="What everyone would be told: the suggestion, unless a supervisor's "
+        "approval or override stands (`standing`), which a new target does not change."
+    )
+    standing: Literal["approved", "overridden"] | None
+    similar: int = Field(description="Similar past outages the suggestion rests on.")
+    fixed_within: int = Field(description="Of those, fixed within the suggested time.")
+
+
+class TargetPreviewOut(BaseModel):
+    """The effect of a target on the open outages of one service, before it is saved."""
+
+    service: str
+    current_target: float
+    target: float
+    outages: list[TargetPreviewItem]

@@ -3,10 +3,12 @@
 - ``POST /api/v1/outages``, ``PATCH /api/v1/outages/{reference}``: the network operations
   system reports and updates outages (``X-API-Key``). Setting ``resolved_at`` resolves the outage:
   every promise given is scored and subscribers get a "fixed" message in the outbox.
-- ``GET /api/v1/outages/{reference}/promise``: the promise everyone is told (no key: the agents'
-  console reads it).
+- ``GET /api/v1/outages/{reference}/promise``: the promise everyone is told; a logged-in agent,
+  supervisor or admin (the console reads it), or the ``X-API-Key``.
 - ``POST .../promise/approve``, ``POST .../promise/override``, ``GET /api/v1/promise-targets``,
-  ``PUT /api/v1/promise-targets/{service}``: supervisors (``X-API-Key`` until there are logins).
+  ``PUT /api/v1/promise-targets/{service}``, ``POST /api/v1/promise-targets/{service}/preview``:
+  a supervisor or admin session (with the CSRF token on POST/PUT), or the ``X-API-Key`` of machine
+  clients. The audit log records the user's username, or ``api`` for a key.
 
 The handlers are plain functions, run in FastAPI's thread pool: they use the blocking database
 session, and a promise may first refit the engine, which takes seconds on a large history.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Security
 from fastapi.security import APIKeyHeader
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from bot.accounts import CurrentUser, require_api_key_or_role
 from bot.api.outage_schemas import (
     ApproveIn,
     OutageIn,
@@ -31,8 +34,12 @@ from bot.api.outage_schemas import (
     OutagePatch,
     OverrideIn,
     PromiseOut,
+    PromiseTimes,
     TargetIn,
     TargetOut,
+    TargetPreviewIn,
+    TargetPreviewItem,
+    TargetPreviewOut,
 )
 from bot.api.schemas import ErrorOut
 from bot.promises.service import (
@@ -53,12 +60,14 @@ _api_key_header = APIKeyHeader(
     description="The operations API key (BELOFTE_API_KEY, or the file $BELOFTE_HOME/api-key).",
 )
 
+ServiceName = Annotated[str, Path(min_length=1, max_length=16, description="e.g. internet.")]
 Reference = Annotated[
     str, Path(min_length=1, max_length=32, description="The outage's reference, e.g. STO-25-00123.")
 ]
 
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
+_FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorOut}}
 _CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut}}
 _INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut}}
 
@@ -76,6 +85,17 @@ def require_api_key(
 
 
 ApiKey = Depends(require_api_key)
+#: Supervisors' calls: a supervisor or admin session (CSRF on writes) or the API key (None).
+SupervisorOrKey = Annotated[CurrentUser | None, Depends(require_api_key_or_role("supervisor"))]
+#: Reading a promise: the agents' console too.
+ReaderOrKey = Annotated[CurrentUser | None, Depends(require_api_key_or_role("agent", "supervisor"))]
+#: The audit log's ``actor`` of an X-API-Key call (machine clients have no user).
+API_ACTOR = "api"
+
+
+def actor_of(user: CurrentUser | None) -> str:
+    """Who acted, for the audit log: the logged-in user's username, or ``api`` for the key."""
+    return API_ACTOR if user is None else user.username
 
 
 def _sessions(request: Request) -> SessionFactory:
@@ -239,9 +259,9 @@ def update_outage(reference: Reference, body: OutagePatch, request: Request) -> 
 @router.get(
     "/outages/{reference}/promise",
     response_model=PromiseOut,
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={**_UNAUTHORIZED, **_FORBIDDEN, **_NOT_FOUND, **_CONFLICT},
 )
-def get_promise(reference: Reference, request: Request) -> PromiseOut:
+def get_promise(reference: Reference, request: Request, _user: ReaderOrKey) -> PromiseOut:
     """The promise for the outage as everyone is told it, with its explanation.
 
     409 when the outage is resolved: there is nothing left to promise.
@@ -260,16 +280,17 @@ def get_promise(reference: Reference, request: Request) -> PromiseOut:
 @router.post(
     "/outages/{reference}/promise/approve",
     response_model=PromiseOut,
-    dependencies=[ApiKey],
-    responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT, **_INVALID},
+    responses={**_UNAUTHORIZED, **_FORBIDDEN, **_NOT_FOUND, **_CONFLICT, **_INVALID},
 )
-def approve_promise(reference: Reference, body: ApproveIn, request: Request) -> PromiseOut:
+def approve_promise(
+    reference: Reference, body: ApproveIn, request: Request, user: SupervisorOrKey
+) -> PromiseOut:
     """Approve the suggested promise: from now on everyone is told it (supervisors)."""
     now = _now()
     with _sessions(request)() as session, session.begin():
         outage = _load(session, reference)
         try:
-            view = _promises(request).approve(session, outage.id, body.actor, now)
+            view = _promises(request).approve(session, outage.id, actor_of(user), now)
         except OutageResolved as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         except InvalidPromise as exc:
@@ -280,17 +301,18 @@ def approve_promise(reference: Reference, body: ApproveIn, request: Request) -> 
 @router.post(
     "/outages/{reference}/promise/override",
     response_model=PromiseOut,
-    dependencies=[ApiKey],
-    responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT, **_INVALID},
+    responses={**_UNAUTHORIZED, **_FORBIDDEN, **_NOT_FOUND, **_CONFLICT, **_INVALID},
 )
-def override_promise(reference: Reference, body: OverrideIn, request: Request) -> PromiseOut:
+def override_promise(
+    reference: Reference, body: OverrideIn, request: Request, user: SupervisorOrKey
+) -> PromiseOut:
     """Replace the promise by a deadline of the supervisor's, with a reason (audited)."""
     now = _now()
     with _sessions(request)() as session, session.begin():
         outage = _load(session, reference)
         try:
             view = _promises(request).override(
-                session, outage.id, body.deadline, body.reason, body.actor, now
+                session, outage.id, body.deadline, body.reason, actor_of(user), now
             )
         except OutageResolved as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
@@ -302,10 +324,9 @@ def override_promise(reference: Reference, body: OverrideIn, request: Request) -
 @router.get(
     "/promise-targets",
     response_model=list[TargetOut],
-    dependencies=[ApiKey],
-    responses=_UNAUTHORIZED,
+    responses={**_UNAUTHORIZED, **_FORBIDDEN},
 )
-def list_targets(request: Request) -> list[TargetOut]:
+def list_targets(request: Request, _user: SupervisorOrKey) -> list[TargetOut]:
     """The target of every service (the default where supervisors set none)."""
     with _sessions(request)() as session:
         return [_target_out(view) for view in _promises(request).targets(session)]
@@ -314,24 +335,89 @@ def list_targets(request: Request) -> list[TargetOut]:
 @router.put(
     "/promise-targets/{service}",
     response_model=TargetOut,
-    dependencies=[ApiKey],
-    responses={**_UNAUTHORIZED, **_INVALID},
+    responses={**_UNAUTHORIZED, **_FORBIDDEN, **_INVALID},
 )
 def put_target(
-    service: Annotated[str, Path(min_length=1, max_length=16)],
-    body: TargetIn,
-    request: Request,
+    service: ServiceName, body: TargetIn, request: Request, user: SupervisorOrKey
 ) -> TargetOut:
     """Set the probability promises for ``service`` are kept (0 < target < 1)."""
     now = _now()
     with _sessions(request)() as session, session.begin():
-        known = service in SERVICES or session.scalar(
-            select(Outage.id).where(Outage.service == service).limit(1)
-        )
-        if not known:
-            raise HTTPException(status_code=422, detail=f"unknown service {service!r}")
+        _known_service(session, service)
         try:
-            view = _promises(request).set_target(session, service, body.target, body.actor, now)
+            view = _promises(request).set_target(session, service, body.target, actor_of(user), now)
         except InvalidPromise as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return _target_out(view)
+
+
+def _known_service(session: Session, service: str) -> None:
+    """422 unless ``service`` is a canonical service or one some outage has."""
+    known = service in SERVICES or session.scalar(
+        select(Outage.id).where(Outage.service == service).limit(1)
+    )
+    if not known:
+        raise HTTPException(status_code=422, detail=f"unknown service {service!r}")
+
+
+def _times(deadline: datetime | None, next_update_at: datetime | None) -> PromiseTimes:
+    return PromiseTimes(
+        deadline=None if deadline is None else deadline.astimezone(UTC),
+        next_update_at=None if next_update_at is None else next_update_at.astimezone(UTC),
+    )
+
+
+@router.post(
+    "/promise-targets/{service}/preview",
+    response_model=TargetPreviewOut,
+    responses={**_UNAUTHORIZED, **_FORBIDDEN, **_INVALID},
+)
+def preview_target(
+    service: ServiceName, body: TargetPreviewIn, request: Request, _user: SupervisorOrKey
+) -> TargetPreviewOut:
+    """What the promise of each open outage of ``service`` would become with ``target``.
+
+    Stores nothing (the transaction is rolled back): the supervisors' page calls it while the
+    target is being typed. ``current`` is what everyone is told now (computed the same way,
+    without storing it), ``new`` what they would be told after saving the target.
+    """
+    now = _now()
+    promises = _promises(request)
+    with _sessions(request)() as session:
+        _known_service(session, service)
+        current_target = promises.target_for(session, service)
+        try:
+            before = promises.preview_target(session, service, current_target, now)
+            after = promises.preview_target(session, service, body.target, now)
+        except InvalidPromise as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        items = []
+        for (outage, standing, old), (_, _, new) in zip(before, after, strict=True):
+            told_now = (
+                _times(standing.deadline, standing.next_update_at)
+                if standing is not None
+                else _times(old.deadline, old.next_update_at)
+            )
+            suggested = _times(new.deadline, new.next_update_at)
+            items.append(
+                TargetPreviewItem(
+                    outage=outage.reference,
+                    current=told_now,
+                    suggested=suggested,
+                    # A standing approval or override is told until its time is up, whatever
+                    # the target: saving the target changes the suggestion only.
+                    new=told_now if standing is not None else suggested,
+                    standing=None if standing is None else _standing(standing.status),
+                    similar=new.explanation.similar,
+                    fixed_within=new.explanation.fixed_within,
+                )
+            )
+        # Nothing was written; rolling back makes sure nothing ever is.
+        session.rollback()
+    return TargetPreviewOut(
+        service=service, current_target=current_target, target=body.target, outages=items
+    )
+
+
+def _standing(status: str) -> Literal["approved", "overridden"]:
+    return "overridden" if status == "overridden" else "approved"

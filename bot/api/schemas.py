@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -61,7 +62,11 @@ class MessageOut(BaseModel):
         "`next_update_at`, with `target` and `explanation`.",
     )
     suggestions: list[dict[str, Any]] = Field(
-        default_factory=list, description="Next-best answers from the knowledge base."
+        default_factory=list,
+        description="Next-best answers from the knowledge base: `id`, `article_id`, `title`, "
+        "`answer`, `language`, `score`, `confidence`, `confident`, `passage`, `url`. Agents "
+        "(channel `console`) get the retriever's best candidates on every turn, with "
+        "`confident: false` when it abstained (the console then shows no card).",
     )
 
 
@@ -78,3 +83,29 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: dict[str, Any]
     rasa: dict[str, Any]
+
+
+class ConsolePromiseOut(BaseModel):
+    """The agent console's promise card for the outage in play in a conversation."""
+
+    outage: str = Field(description="The outage's reference.")
+    service: str
+    service_name: str = Field(description="The service in the agent's language.")
+    region: str
+    deadline: datetime | None
+    next_update_at: datetime | None
+    clock: str | None = Field(
+        description="The deadline (else the next update) as HH:MM in the service's time zone."
+    )
+    target: float = Field(description="The probability the promise is kept.")
+    status: Literal["suggested", "approved", "overridden"]
+    approved_by: str | None = Field(description="The supervisor who approved or overrode it.")
+    reason: str | None = Field(description="The supervisor's reason for an override.")
+    evidence: str = Field(
+        description='One line, e.g. "31 similar outages, 80 % fixed within 2 h 10 min", in the '
+        "agent's language."
+    )
+    customer_text: str = Field(description="What to tell the customer, in their language.")
+    customer_language: Literal["nl", "en"]
+    made_at: datetime
+    explanation: dict[str, Any]

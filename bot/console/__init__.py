@@ -1,1 +1,1 @@
-"""The web console for agents (a first page: chat with the assistant)."""
+"""The agent console (``/console``): the assistant, next-best answers and the promise, mid-call."""

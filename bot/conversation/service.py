@@ -20,7 +20,7 @@ from bot.language import LanguageIdentifier, choose_language
 from bot.rasa_client import DialogueEngine, RasaUnavailable
 from bot.settings import Language, Settings
 from bot.storage.models import Conversation, Message, SuggestionEvent
-from bot.suggestions.knowledge import KnowledgeSuggester, suggestions_for_turn
+from bot.suggestions.knowledge import KnowledgeSuggester, audience_for, suggestions_for_turn
 
 
 class InvalidMessage(ValueError):
@@ -109,11 +109,25 @@ class ConversationService:
             )
         text = self.validate(text, language)
         message_id = self._store_incoming(conversation_id, text, channel, language)
+        # An agent's suggestions do not depend on the intent, so the retriever runs while Rasa
+        # thinks: the console's reply then waits for the slower of the two, not for their sum.
+        early: asyncio.Task[list[dict[str, Any]]] | None = None
+        if self._knowledge is not None and audience_for(channel) == "agent":
+            early = asyncio.create_task(
+                asyncio.to_thread(
+                    suggestions_for_turn, self._knowledge, text, language, channel, None
+                )
+            )
         try:
             turn = await self._engine.handle(
                 conversation_id, text, language, {"channel": channel, "language": language}
             )
-        except RasaUnavailable as exc:
+        except BaseException as exc:
+            if early is not None:
+                # Let the retrieval finish (threads cannot be cancelled) and drop its result.
+                await asyncio.gather(early, return_exceptions=True)
+            if not isinstance(exc, RasaUnavailable):
+                raise
             self._mark(message_id, {"status": "unanswered", "error": str(exc)[:500]})
             raise AssistantUnavailable(
                 messages.text("assistant_unavailable", language), language
@@ -138,7 +152,9 @@ class ConversationService:
         # to the shape of GET /api/v1/outages/{reference}/promise).
         promise = turn.slots_set_this_turn.get("promise")
         suggestions: list[dict[str, Any]] = []
-        if self._knowledge is not None:
+        if early is not None:
+            suggestions = await early
+        elif self._knowledge is not None:
             suggestions = await asyncio.to_thread(
                 suggestions_for_turn, self._knowledge, text, language, channel, intent_name
             )

@@ -17,7 +17,8 @@ what they were and now belong to the merged customer.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Final, TypeVar
 
 import phonenumbers
 from sqlalchemy import delete, select, update
@@ -37,6 +38,11 @@ NOTIFY_CHANNELS: Final = ("sms", "whatsapp", "telegram")
 #: numbers anyway.
 DEFAULT_REGION: Final = "NL"
 
+#: At most this many values in one ``IN (...)`` of the bulk lookups: SQLite allows 32,766 bound
+#: parameters, and smaller lists keep PostgreSQL's plans on the index.
+LOOKUP_CHUNK: Final = 1000
+
+_T = TypeVar("_T")
 _ADDRESS_PREFIXES: Final = ("whatsapp:", "sms:", "voice:", "tel:")
 _NOT_PHONE_CHARS = re.compile(r"[\s().\-]")
 
@@ -163,22 +169,94 @@ def attach_conversation(session: Session, conversation: str, customer_id: int) -
         row.customer_id = customer_id
 
 
+def _lookup_channels(channel: str) -> tuple[str, ...]:
+    """The identity channels an address on ``channel`` is found under: phones by the number too."""
+    return (channel, PHONE_IDENTITY) if channel in PHONE_CHANNELS else (channel,)
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), LOOKUP_CHUNK):
+        yield items[start : start + LOOKUP_CHUNK]
+
+
+def _match_identities(
+    session: Session,
+    keys: Mapping[tuple[str, str], tuple[str, str]],
+    found: dict[tuple[str, str], int],
+) -> None:
+    """Add to ``found`` the customer of each (channel, address) whose identity key is known."""
+    items = list(keys.items())
+    for chunk in _chunks(items):
+        channels = {c for _, (channel, _) in chunk for c in _lookup_channels(channel)}
+        rows = session.execute(
+            select(
+                ChannelIdentity.channel, ChannelIdentity.external_id, ChannelIdentity.customer_id
+            ).where(
+                ChannelIdentity.external_id.in_({external for _, (_, external) in chunk}),
+                ChannelIdentity.channel.in_(channels),
+            )
+        )
+        customers = {(channel, external): customer for channel, external, customer in rows}
+        for pair, (channel, external) in chunk:
+            # The channel's own identity before the shared number (both are normally the
+            # same customer; merging makes them so).
+            for candidate in _lookup_channels(channel):
+                customer_id = customers.get((candidate, external))
+                if customer_id is not None:
+                    found[pair] = customer_id
+                    break
+
+
+def find_customer_ids(
+    session: Session, subscribers: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """:func:`find_customer_id` for many (channel, address) pairs at once; unknown ones left out.
+
+    A few queries per :data:`LOOKUP_CHUNK` addresses instead of one or two per address: an
+    outage with tens of thousands of subscribers is resolved inside one request.
+    """
+    pairs = list(dict.fromkeys(subscribers))
+    found: dict[tuple[str, str], int] = {}
+    # Addresses as they are first: the channels store numbers in E.164 already, identities of
+    # phone channels hold only normalised numbers (and normalising one again changes nothing),
+    # so an address found as it is is its own normal form. Parsing every number costs about
+    # 0.1 ms each, seconds for a large outage; only the addresses not found are normalised.
+    as_they_are = {(channel, address): (channel, channel_address(channel, address))
+                   for channel, address in pairs}  # fmt: skip
+    _match_identities(session, as_they_are, found)
+    normalised = {}
+    for pair in pairs:
+        if pair not in found:
+            key = identity_key(*pair)
+            if key != as_they_are[pair]:
+                normalised[pair] = key
+    _match_identities(session, normalised, found)
+    # Anything else (the API, the console) by the conversation of that id.
+    missing = [pair for pair in pairs if pair not in found]
+    for chunk in _chunks(missing):
+        held = {
+            conversation: customer_id
+            for conversation, customer_id in session.execute(
+                select(Conversation.id, Conversation.customer_id).where(
+                    Conversation.id.in_({address for _, address in chunk}),
+                    Conversation.customer_id.is_not(None),
+                )
+            )
+        }
+        for pair in chunk:
+            customer_id = held.get(pair[1])
+            if customer_id is not None:
+                found[pair] = customer_id
+    return found
+
+
 def find_customer_id(session: Session, channel: str, address: str) -> int | None:
     """The customer behind ``address`` on ``channel`` (a native address or a conversation id).
 
     Phone channels are also found by the shared number; anything else (the API, the console)
     by the conversation of that id. None: nobody known.
     """
-    channel, external = identity_key(channel, address)
-    channels = (channel, PHONE_IDENTITY) if channel in PHONE_CHANNELS else (channel,)
-    found = session.scalar(
-        select(ChannelIdentity.customer_id)
-        .where(ChannelIdentity.channel.in_(channels), ChannelIdentity.external_id == external)
-        .limit(1)
-    )
-    if found is not None:
-        return found
-    return session.scalar(select(Conversation.customer_id).where(Conversation.id == address))
+    return find_customer_ids(session, [(channel, address)]).get((channel, address))
 
 
 def merge_customers(session: Session, first_id: int, second_id: int) -> Customer:
@@ -243,26 +321,49 @@ def link_phone(session: Session, customer_id: int, number: str) -> Customer:
     return merge_customers(session, customer_id, anchor.customer_id)
 
 
+def _notify_channels(channel: str) -> tuple[str, ...]:
+    # SMS may use the shared phone identity; the channel's own identity comes first.
+    return (channel, PHONE_IDENTITY) if channel == "sms" else (channel,)
+
+
+def notification_addresses(session: Session, wanted: Mapping[int, str]) -> dict[int, str]:
+    """:func:`notification_address` for many customers at once: customer id -> channel wanted.
+
+    Returns the native address per customer that has one on the wanted channel (others are
+    left out); a few queries per :data:`LOOKUP_CHUNK` customers.
+    """
+    found: dict[int, str] = {}
+    ids = [customer_id for customer_id, channel in wanted.items() if channel in NOTIFY_CHANNELS]
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(
+                ChannelIdentity.customer_id, ChannelIdentity.channel, ChannelIdentity.external_id
+            )
+            .where(
+                ChannelIdentity.customer_id.in_(chunk),
+                ChannelIdentity.channel.in_((*NOTIFY_CHANNELS, PHONE_IDENTITY)),
+            )
+            .order_by(ChannelIdentity.created_at.desc(), ChannelIdentity.id.desc())
+        )
+        newest: dict[tuple[int, str], str] = {}
+        for customer_id, channel, external in rows:
+            newest.setdefault((customer_id, channel), str(external))  # ordered: newest first
+        for customer_id in chunk:
+            for channel in _notify_channels(wanted[customer_id]):
+                address = newest.get((customer_id, channel))
+                if address is not None:
+                    found[customer_id] = address
+                    break
+    return found
+
+
 def notification_address(session: Session, customer_id: int, channel: str) -> str | None:
     """The customer's native address for notifications on ``channel``, or None if unknown.
 
     SMS may use the shared phone identity (a number known from a call or a Telegram contact);
     WhatsApp and Telegram need the customer to have written on them. The newest identity wins.
     """
-    if channel not in NOTIFY_CHANNELS:
-        return None
-    channels = (channel, PHONE_IDENTITY) if channel == "sms" else (channel,)
-    rows = session.execute(
-        select(ChannelIdentity.channel, ChannelIdentity.external_id)
-        .where(ChannelIdentity.customer_id == customer_id, ChannelIdentity.channel.in_(channels))
-        .order_by(ChannelIdentity.created_at.desc(), ChannelIdentity.id.desc())
-    ).all()
-    # The channel's own identity before the shared number.
-    for wanted in channels:
-        for row_channel, external in rows:
-            if row_channel == wanted:
-                return str(external)
-    return None
+    return notification_addresses(session, {customer_id: channel}).get(customer_id)
 
 
 def same_customer_keys(session: Session, channel: str, address: str) -> set[tuple[str, str]]:

@@ -7,8 +7,9 @@
 - ``GET /api/v1/outbox/health``: pending, retrying, in flight, sent in the last hour, dead, and
   the age of the oldest unsent message.
 
-All three need the operations API key (``X-API-Key``), like the outage feed. The handlers are
-plain functions run in FastAPI's thread pool (blocking database session).
+All three take a supervisor or admin session (the CSRF token on the retry) or the operations
+API key (``X-API-Key``) of machine clients. The handlers are plain functions run in FastAPI's
+thread pool (blocking database session).
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.api.outages import ApiKey
+from bot.api.outages import SupervisorOrKey
 from bot.api.schemas import ErrorOut
 from bot.delivery.store import count_dead, dead_letters, queue_health, retry_dead
 from bot.storage.db import SessionFactory
 from bot.storage.models import Outage, OutboxMessage
 
-router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"], dependencies=[ApiKey])
+router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
 
 
 class DeadLetterOut(BaseModel):
@@ -83,6 +84,7 @@ def _sessions(request: Request) -> SessionFactory:
 @router.get("/dead-letters", response_model=DeadLettersOut, responses=_ERRORS)
 def list_dead_letters(
     request: Request,
+    _user: SupervisorOrKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DeadLettersOut:
@@ -115,7 +117,9 @@ def list_dead_letters(
     response_model=RetryOut,
     responses={**_ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
-def retry_dead_letter(request: Request, outbox_id: Annotated[int, Path(ge=1)]) -> RetryOut:
+def retry_dead_letter(
+    request: Request, outbox_id: Annotated[int, Path(ge=1)], _user: SupervisorOrKey
+) -> RetryOut:
     """Put a dead message back in the queue with a fresh set of attempts, due now."""
     now = datetime.now(UTC)
     with _sessions(request)() as session, session.begin():
@@ -130,7 +134,7 @@ def retry_dead_letter(request: Request, outbox_id: Annotated[int, Path(ge=1)]) -
 
 
 @router.get("/health", response_model=HealthOut, responses=_ERRORS)
-def outbox_health(request: Request) -> HealthOut:
+def outbox_health(request: Request, _user: SupervisorOrKey) -> HealthOut:
     """How the queue is doing: backlog, throughput in the last hour, dead letters."""
     with _sessions(request)() as session:
         health = queue_health(session, now=datetime.now(UTC))

@@ -13,6 +13,7 @@ in the night window, storms in autumn and winter).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,20 @@ import numpy as np
 from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
-from bot.storage.models import Outage, OutageArea
+from bot.promises.config import engine_config
+from bot.promises.service import score
+from bot.settings import Settings, get_settings
+from bot.storage.models import (
+    Outage,
+    OutageArea,
+    OutboxMessage,
+    Promise,
+    PromiseGiven,
+    Subscription,
+)
+from promise.engine import PromiseEngine
+from promise.estimate import Estimate
+from promise.incident import Incident
 
 LOCAL_TZ: Final = ZoneInfo("Europe/Amsterdam")  # Brussels keeps the same clock
 HISTORY_DAYS: Final = 730
@@ -370,6 +384,8 @@ class SeedReport:
     long_running: tuple[str, ...]
     first_started_at: datetime
     causes: dict[str, int] = field(default_factory=dict)
+    #: The promise history (``seed_demo(..., promise_history=True)``); None without it.
+    promises: PromiseHistoryReport | None = None
 
 
 def _as_utc(now: datetime) -> datetime:
@@ -590,8 +606,22 @@ def is_seeded(session: Session) -> bool:
     return bool(session.scalar(select(exists().where(Outage.id.is_not(None)))))
 
 
-def seed_demo(session: Session, *, now: datetime, seed: int = 7) -> SeedReport:
+def seed_demo(
+    session: Session,
+    *,
+    now: datetime,
+    seed: int = 7,
+    promise_history: bool = False,
+    settings: Settings | None = None,
+) -> SeedReport:
     """Store Lumen's demo outages (two years of history plus active ones) in ``session``.
+
+    With ``promise_history`` also the promises customers were given in the last
+    :data:`PROMISE_HISTORY_WEEKS` weeks, made by the promise engine on the history known then
+    and scored against the actual resolution, with their follow-up messages
+    (:func:`seed_promise_history`; ``settings`` configures the engine, default: the process's
+    settings). ``belofte demo seed`` and ``belofte run`` ask for it; tests that only need
+    outages leave it out (it fits the engine about ten times).
 
     Uses bulk inserts and flushes but does not commit: the caller owns the transaction. Refuses
     to run on a database that already has outages (check :func:`is_seeded` first).
@@ -631,6 +661,17 @@ def seed_demo(session: Session, *, now: datetime, seed: int = 7) -> SeedReport:
     causes: dict[str, int] = {}
     for o in outages:
         causes[o.cause] = causes.get(o.cause, 0) + 1
+    promises = (
+        seed_promise_history(
+            session,
+            dict(zip(ids, outages, strict=True)),
+            now=_as_utc(now),
+            seed=seed,
+            settings=settings or get_settings(),
+        )
+        if promise_history
+        else None
+    )
     return SeedReport(
         seed=seed,
         now=_as_utc(now),
@@ -641,4 +682,344 @@ def seed_demo(session: Session, *, now: datetime, seed: int = 7) -> SeedReport:
         long_running=tuple(o.reference for o in outages if o.long_running),
         first_started_at=outages[0].started_at,
         causes=dict(sorted(causes.items())),
+        promises=promises,
+    )
+
+
+# -- promise history (issue 6: what the supervisors' calibration shows) ---------------------------
+
+#: How far back the demo's promise history goes (the supervisors' page shows 8 weeks by default).
+PROMISE_HISTORY_WEEKS: Final = 10
+#: When customers ask about an outage, in minutes after it started: on opening, after an hour,
+#: after four hours (the moments of ``belofte promise backtest``).
+_ASK_MINUTES: Final = (5.0, 60.0, 240.0)
+#: The engine is refitted this often on the history known then, like the service's daily refit
+#: but cheaper; a promise uses the newest fit made before it.
+_REFIT: Final = timedelta(days=7)
+#: Channels customers asked on, with weights; those in _SUBSCRIBE_CHANNELS can ask for updates.
+_ASK_CHANNELS: Final = {"web": 0.30, "voice": 0.20, "telegram": 0.2, "sms": 0.15, "whatsapp": 0.15}
+_SUBSCRIBE_CHANNELS: Final = frozenset({"telegram", "sms", "whatsapp"})
+#: Share of customers on a messaging channel who ask to be told when it is fixed.
+_SUBSCRIBE_SHARE: Final = 0.5
+#: Share of follow-up messages the demo's channels gave up on (dead letters), and why.
+_DEAD_SHARE: Final = 0.04
+_DEAD_ERRORS: Final = {
+    "telegram": "403 Forbidden: bot was blocked by the user",
+    "sms": "Twilio 21610: attempt to send to unsubscribed recipient",
+    "whatsapp": "Twilio 63016: outside the allowed window, template required",
+}
+#: Renewals of one customer's promise at most (each one an apology with a new time).
+_MAX_RENEWALS: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseHistoryReport:
+    """What :func:`seed_promise_history` stored."""
+
+    since: datetime
+    decisions: int
+    given: int
+    kept: int
+    broken: int
+    no_deadline: int
+    subscriptions: int
+    messages: int
+    dead_messages: int
+
+
+def _demo_incident(outage: DemoOutage) -> Incident:
+    # The same facts the service hands the engine for a stored outage (no extra attributes).
+    return Incident(
+        id=outage.reference,
+        started_at=outage.started_at,
+        resolved_at=outage.resolved_at,
+        service=outage.service,
+        cause=outage.cause,
+        region=outage.region_name,
+        customers_affected=outage.customers_affected,
+        description=outage.description,
+        attributes={},
+    )
+
+
+@dataclass(slots=True)
+class _Asked:
+    """A customer told a promise (before it is stored)."""
+
+    channel: str
+    recipient: str
+    language: str
+    subscription: Subscription | None = None
+
+
+def seed_promise_history(
+    session: Session,
+    outages: Mapping[int, DemoOutage],
+    *,
+    now: datetime,
+    seed: int,
+    settings: Settings,
+) -> PromiseHistoryReport:
+    """Promises given about the outages resolved in the last weeks, as the service would have.
+
+    Customers ask about an outage on opening, after 1 h and after 4 h while it is open (more
+    customers for bigger outages). Each time the engine, fitted on the history known a few days
+    earlier at most, makes the promise at the supervisors' default target; it is stored as a
+    decision and as given to each of those customers, and scored ``kept``/``broken`` (or
+    ``no_deadline``) against the real resolution with the service's own :func:`score`. Nothing
+    here sets a kept rate: it is whatever the engine achieves on the demo history.
+
+    Half of the customers on a messaging channel subscribe to updates. As in
+    :meth:`PromiseService.renew_due`, when 90 % (``promise_renew_at_fraction``) of a promise's
+    time has passed with the outage still open, they are given a new promise (an apology,
+    ``promise_renewed``, or ``promise_next_update``) and when it is fixed an ``outage_fixed``
+    message; those messages are sent, a few are dead letters with their channel's error.
+    """
+    rng = np.random.default_rng(seed + 6)
+    since = now - timedelta(weeks=PROMISE_HISTORY_WEEKS)
+    config = engine_config(settings)
+    target = settings.promise_default_target
+    fraction = settings.promise_renew_at_fraction
+    incidents = [_demo_incident(o) for o in outages.values()]
+    recent = sorted(
+        (
+            (outage_id, o)
+            for outage_id, o in outages.items()
+            if o.resolved_at is not None and since <= o.started_at and o.resolved_at < now
+        ),
+        key=lambda item: (item[1].started_at, item[0]),
+    )
+    fits: list[tuple[datetime, PromiseEngine]] = []
+    moment = since
+    while moment < now:
+        fits.append((moment, PromiseEngine(config).fit(incidents, moment)))
+        moment += _REFIT
+
+    def promise_at(incident: Incident, at: datetime) -> Estimate:
+        engine = next(engine for fitted, engine in reversed(fits) if fitted <= at)
+        return engine.promise(incident, at, target)
+
+    channels = list(_ASK_CHANNELS)
+    weights = np.array([_ASK_CHANNELS[c] for c in channels])
+    counter = 0
+    decisions: list[Promise] = []
+    givens: list[tuple[PromiseGiven, _Asked]] = []
+    #: Index in ``givens`` of a renewed promise -> index of the promise that replaced it.
+    renewed_by: dict[int, int] = {}
+    subscriptions: list[Subscription] = []
+    for outage_id, outage in recent:
+        incident = _demo_incident(outage)
+        resolved_at = outage.resolved_at
+        assert resolved_at is not None
+        #: (when, index in givens, who, how many renewals so far), earliest first.
+        renewals: list[tuple[datetime, int, _Asked, int]] = []
+        for minutes in _ASK_MINUTES:
+            asked_at = outage.started_at + timedelta(minutes=minutes)
+            if asked_at >= resolved_at:
+                break
+            crowd = 1 + int(rng.poisson(min(outage.customers_affected / 500.0, 6.0)))
+            people: list[_Asked] = []
+            for pick in rng.choice(len(channels), size=crowd, p=weights / weights.sum()).tolist():
+                counter += 1
+                channel = channels[pick]
+                asked = _Asked(channel, f"demo-{channel}-{counter:05d}", "nl")
+                if rng.random() < 0.2:
+                    asked.language = "en"
+                if channel in _SUBSCRIBE_CHANNELS and rng.random() < _SUBSCRIBE_SHARE:
+                    asked.subscription = Subscription(
+                        outage_id=outage_id,
+                        channel=channel,
+                        address=asked.recipient,
+                        language=asked.language,
+                        service=outage.service,
+                        created_at=asked_at,
+                    )
+                    subscriptions.append(asked.subscription)
+                people.append(asked)
+            estimate = promise_at(incident, asked_at)
+            decision = _decision(outage_id, estimate)
+            decisions.append(decision)
+            for asked in people:
+                given = _given(outage_id, decision, estimate, asked, asked_at, resolved_at)
+                givens.append((given, asked))
+                due = _renew_moment(estimate, fraction)
+                if asked.subscription is not None and due is not None and due < resolved_at:
+                    heapq.heappush(renewals, (due, len(givens) - 1, asked, 0))
+        # Renewals: each subscriber whose promise is about to break hears a new one.
+        while renewals:
+            due, index, asked, rounds = heapq.heappop(renewals)
+            old, _ = givens[index]
+            old.renewed_at = due
+            estimate = promise_at(incident, due)
+            decision = _decision(outage_id, estimate)
+            decisions.append(decision)
+            given = _given(outage_id, decision, estimate, asked, due, resolved_at)
+            givens.append((given, asked))
+            renewed_by[index] = len(givens) - 1
+            next_due = _renew_moment(estimate, fraction)
+            if next_due is not None and next_due < resolved_at and rounds + 1 < _MAX_RENEWALS:
+                heapq.heappush(renewals, (next_due, len(givens) - 1, asked, rounds + 1))
+    session.add_all(decisions)
+    session.add_all(subscriptions)
+    session.add_all(given for given, _ in givens)
+    session.flush()
+
+    messages: list[OutboxMessage] = []
+    for old_index, new_index in renewed_by.items():
+        given, asked = givens[old_index]
+        renewed = givens[new_index][0]
+        subscription = asked.subscription
+        assert subscription is not None and given.renewed_at is not None  # only they renew
+        # The apology announces the promise this subscriber was given next.
+        messages.append(
+            _message(
+                rng,
+                kind="promise_renewed",
+                template="promise_renewed" if given.deadline else "promise_next_update",
+                given=given,
+                subscription=subscription,
+                at=given.renewed_at,
+                params={
+                    "outage": outages[given.outage_id].reference,
+                    "service": outages[given.outage_id].service,
+                    "old_deadline": _iso(given.deadline),
+                    "old_next_update_at": _iso(given.next_update_at),
+                    "new_deadline": _iso(renewed.deadline),
+                    "new_next_update_at": _iso(renewed.next_update_at),
+                },
+                dedupe_key=f"renewed:{given.outage_id}:{renewed.promise_id}:"
+                f"{subscription.channel}:{subscription.address}",
+                promise_given_id=renewed.id,
+            )
+        )
+    for subscription in subscriptions:
+        outage = outages[subscription.outage_id or 0]
+        assert outage.resolved_at is not None
+        messages.append(
+            _message(
+                rng,
+                kind="outage_fixed",
+                template="outage_fixed",
+                given=None,
+                subscription=subscription,
+                at=outage.resolved_at,
+                params={
+                    "outage": outage.reference,
+                    "service": outage.service,
+                    "region": outage.region_name,
+                    "started_at": _iso(outage.started_at),
+                    "resolved_at": _iso(outage.resolved_at),
+                },
+                dedupe_key=f"fixed:{subscription.outage_id}:{subscription.id}",
+                promise_given_id=None,
+            )
+        )
+        if messages[-1].status == "sent":
+            subscription.notified_at = outage.resolved_at
+    session.add_all(messages)
+    session.flush()
+    outcomes = [given.outcome for given, _ in givens]
+    return PromiseHistoryReport(
+        since=since,
+        decisions=len(decisions),
+        given=len(givens),
+        kept=outcomes.count("kept"),
+        broken=outcomes.count("broken"),
+        no_deadline=outcomes.count("no_deadline"),
+        subscriptions=len(subscriptions),
+        messages=len(messages),
+        dead_messages=sum(1 for m in messages if m.status == "dead"),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _renew_moment(estimate: Estimate, fraction: float) -> datetime | None:
+    end = estimate.deadline if estimate.deadline is not None else estimate.next_update_at
+    if end is None:
+        return None
+    return estimate.made_at + (end - estimate.made_at) * fraction
+
+
+def _decision(outage_id: int, estimate: Estimate) -> Promise:
+    # The outage is resolved: every decision about it has been superseded or has lapsed.
+    return Promise(
+        outage_id=outage_id,
+        deadline=None if estimate.deadline is None else estimate.deadline.astimezone(UTC),
+        next_update_at=(
+            None if estimate.next_update_at is None else estimate.next_update_at.astimezone(UTC)
+        ),
+        target_quantile=estimate.target,
+        status="superseded",
+        evidence=estimate.to_dict(),
+        made_at=estimate.made_at,
+        made_by="engine",
+    )
+
+
+def _given(
+    outage_id: int,
+    decision: Promise,
+    estimate: Estimate,
+    asked: _Asked,
+    at: datetime,
+    resolved_at: datetime,
+) -> PromiseGiven:
+    explanation = estimate.explanation
+    return PromiseGiven(
+        promise=decision,
+        outage_id=outage_id,
+        given_at=at,
+        channel=asked.channel,
+        recipient=asked.recipient,
+        language=asked.language,
+        deadline=decision.deadline,
+        next_update_at=decision.next_update_at,
+        target_quantile=estimate.target,
+        evidence={
+            "n": explanation.similar,
+            "segment": explanation.segment,
+            "fixed_within": explanation.fixed_within,
+            "method_version": explanation.method_version,
+            "status": "suggested",
+        },
+        outcome=score(decision.deadline, resolved_at),
+        scored_at=resolved_at,
+    )
+
+
+def _message(
+    rng: np.random.Generator,
+    *,
+    kind: str,
+    template: str,
+    given: PromiseGiven | None,
+    subscription: Subscription,
+    at: datetime,
+    params: Mapping[str, str | None],
+    dedupe_key: str,
+    promise_given_id: int | None,
+) -> OutboxMessage:
+    dead = bool(rng.random() < _DEAD_SHARE)
+    attempts = 8 if dead else 1
+    last_attempt = at + timedelta(minutes=30 if dead else 0, seconds=4)
+    return OutboxMessage(
+        kind=kind,
+        outage_id=subscription.outage_id,
+        subscription_id=subscription.id,
+        promise_given_id=promise_given_id,
+        channel=subscription.channel,
+        address=subscription.address,
+        language=subscription.language,
+        payload={"template": template, "params": dict(params)},
+        dedupe_key=dedupe_key,
+        status="dead" if dead else "sent",
+        attempts=attempts,
+        next_attempt_at=last_attempt,
+        created_at=at,
+        sent_at=None if dead else last_attempt,
+        last_error=_DEAD_ERRORS[subscription.channel] if dead else None,
+        last_attempt_at=last_attempt,
     )

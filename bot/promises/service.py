@@ -25,19 +25,20 @@ history import in :mod:`bot.promises.history_store`): the caller owns the transa
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, func, inspect, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from bot.customers.identities import same_customer_keys
-from bot.customers.notifications import outbox_recipient
+from bot.customers.notifications import outbox_recipient, outbox_recipients
 from bot.promises.config import engine_config
 from bot.promises.history_store import load_incidents
 from bot.settings import Settings
@@ -270,6 +271,141 @@ def _subscription_of_customer(
     return None
 
 
+#: Outbox rows per ``INSERT`` statement on SQLite when many are queued at once (13 values a
+#: row: well under SQLite's 32,766 bound parameters).
+OUTBOX_INSERT_BATCH: Final = 1000
+#: Outbox rows per ``INSERT`` on PostgreSQL, where the rows go as 13 arrays (no parameter limit;
+#: batches bound the size of one statement's arrays and RETURNING list).
+OUTBOX_PG_INSERT_BATCH: Final = 10_000
+
+
+def _outbox_row(
+    *,
+    kind: str,
+    outage_id: int,
+    recipient: tuple[str, str],
+    language: str,
+    payload: Mapping[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    subscription_id: int | None,
+    promise_given_id: int | None,
+) -> dict[str, Any]:
+    _aware(now, "now")  # the bulk insert bypasses UTCDateTime, which refuses naive times
+    return {
+        "kind": kind,
+        "outage_id": outage_id,
+        "subscription_id": subscription_id,
+        "promise_given_id": promise_given_id,
+        "channel": recipient[0],
+        "address": recipient[1],
+        "language": language,
+        "payload": payload,
+        "dedupe_key": dedupe_key,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+#: PostgreSQL array types of the outbox columns :func:`_outbox_row` fills (see
+#: :func:`_insert_outbox_postgresql`); the payload goes as JSON text.
+_OUTBOX_PG_ARRAYS: Final = {
+    "kind": "VARCHAR",
+    "outage_id": "INTEGER",
+    "subscription_id": "INTEGER",
+    "promise_given_id": "INTEGER",
+    "channel": "VARCHAR",
+    "address": "VARCHAR",
+    "language": "VARCHAR",
+    "payload": "TEXT",
+    "dedupe_key": "VARCHAR",
+    "status": "VARCHAR",
+    "attempts": "INTEGER",
+    "next_attempt_at": "TIMESTAMPTZ",
+    "created_at": "TIMESTAMPTZ",
+}
+
+
+def _insert_outbox_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """PostgreSQL: ``INSERT ... SELECT ... FROM unnest(arrays)``, a column array per statement.
+
+    A multi-row VALUES of thousands of rows has tens of thousands of placeholders, which the
+    driver parses and SQLAlchemy compiles on every page (seconds for 10,000 rows); a handful of
+    arrays costs neither. Columns with one value in the whole batch (the kind, the outage, the
+    payload of a resolve, the times) are sent once instead of as arrays. The rows are the same as
+    :func:`_outbox_row` gives, the payload as the JSON text SQLAlchemy would have written.
+    """
+    inserted: list[int] = []
+    for start in range(0, len(rows), OUTBOX_PG_INSERT_BATCH):
+        batch = rows[start : start + OUTBOX_PG_INSERT_BATCH]
+        texts: dict[int, str] = {}  # rows of one resolve share their payload: dump it once
+        params: dict[str, Any] = {}
+        selected: list[str] = []
+        unnested: list[str] = []
+        names: list[str] = []
+        for column, sql_type in _OUTBOX_PG_ARRAYS.items():
+            values = [row[column] for row in batch]
+            if column == "payload":
+                values = [
+                    texts.get(id(v)) or texts.setdefault(id(v), json.dumps(v)) for v in values
+                ]
+            value = f"CAST(:{column} AS {sql_type})"
+            if all(v == values[0] for v in values):
+                params[column] = values[0]
+            else:
+                params[column] = values
+                unnested.append(f"CAST(:{column} AS {sql_type}[])")
+                names.append(column)
+                value = f"batch.{column}"
+            selected.append(f"CAST({value} AS JSON)" if column == "payload" else value)
+        if not unnested:  # one row (or identical ones: the dedupe key keeps one)
+            unnested, names = ["CAST(ARRAY[1] AS INTEGER[])"], ["one"]
+        statement = text(
+            f"INSERT INTO {OutboxMessage.__tablename__} ({', '.join(_OUTBOX_PG_ARRAYS)}) "
+            f"SELECT {', '.join(selected)} "
+            f"FROM unnest({', '.join(unnested)}) AS batch({', '.join(names)}) "
+            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+        )
+        inserted.extend(session.execute(statement, params).scalars())
+    return inserted
+
+
+def _insert_outbox(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert outbox rows whose ``dedupe_key`` is new; the ids of the rows inserted.
+
+    On SQLite and PostgreSQL this is ``INSERT ... ON CONFLICT DO NOTHING`` with many rows per
+    statement, so two workers queueing the same message at once store it once and neither fails.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return _insert_outbox_postgresql(session, rows)
+    inserted: list[int] = []
+    if dialect == "sqlite":
+        statement = (
+            sqlite.insert(OutboxMessage)
+            .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+            .returning(OutboxMessage.id)
+        )
+        for start in range(0, len(rows), OUTBOX_INSERT_BATCH):
+            # A list of parameters: SQLAlchemy compiles the statement once and sends the rows
+            # as multi-row VALUES pages ("insertmanyvalues"), RETURNING the ids of those stored.
+            batch = [dict(row) for row in rows[start : start + OUTBOX_INSERT_BATCH]]
+            inserted.extend(session.execute(statement, batch).scalars())
+        return inserted
+    # Other databases: check first; the unique constraint still guards against a race.
+    for values in rows:
+        key = values["dedupe_key"]
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
+            continue
+        message = OutboxMessage(**values)
+        session.add(message)
+        session.flush()
+        inserted.append(message.id)
+    return inserted
+
+
 def queue_message(
     session: Session,
     *,
@@ -299,40 +435,48 @@ def queue_message(
     )
     if recipient is None:
         return None
-    channel, address = recipient
-    values: dict[str, Any] = {
-        "kind": kind,
-        "outage_id": outage_id,
-        "subscription_id": subscription_id,
-        "promise_given_id": promise_given_id,
-        "channel": channel,
-        "address": address,
-        "language": language,
-        "payload": payload,
-        "dedupe_key": dedupe_key,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            make_insert(OutboxMessage)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
-            .returning(OutboxMessage.id)
+    row = _outbox_row(
+        kind=kind,
+        outage_id=outage_id,
+        recipient=recipient,
+        language=language,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        now=now,
+        subscription_id=subscription_id,
+        promise_given_id=promise_given_id,
+    )
+    inserted = _insert_outbox(session, [row])
+    return inserted[0] if inserted else None
+
+
+def _score_given(
+    session: Session, outage_id: int, resolved_at: datetime, now: datetime
+) -> dict[str, int]:
+    """Score every promise given for the outage (see :func:`score`) in three UPDATEs.
+
+    The conditions are :func:`score` in SQL. Promises given already loaded in the session are
+    expired instead of synchronised row by row ("fetch" would return every id of the outage).
+    """
+    deadline = PromiseGiven.deadline
+    counts: dict[str, int] = {}
+    for outcome, condition in (
+        ("no_deadline", deadline.is_(None)),
+        ("kept", deadline >= resolved_at),
+        ("broken", deadline < resolved_at),
+    ):
+        result = session.execute(
+            update(PromiseGiven)
+            .where(PromiseGiven.outage_id == outage_id, condition)
+            .values(outcome=outcome, scored_at=now)
+            .execution_options(synchronize_session=False)
         )
-        inserted: int | None = session.execute(statement).scalar_one_or_none()
-        return inserted
-    # Other databases: check first; the unique constraint still guards against a race.
-    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)):
-        return None
-    message = OutboxMessage(**values)
-    session.add(message)
-    session.flush()
-    return message.id
+        counts[outcome] = cast("CursorResult[Any]", result).rowcount
+    for loaded in list(session.identity_map.values()):
+        # An object whose outage_id is not loaded reloads its outcome anyway when read.
+        if isinstance(loaded, PromiseGiven) and inspect(loaded).dict.get("outage_id") == outage_id:
+            session.expire(loaded, ["outcome", "scored_at"])
+    return counts
 
 
 class PromiseService:
@@ -704,39 +848,52 @@ class PromiseService:
                 f"({outage.started_at.isoformat()})"
             )
         outage.resolved_at = resolved_at
-        counts = {"kept": 0, "broken": 0, "no_deadline": 0}
-        for given in session.scalars(
-            select(PromiseGiven).where(PromiseGiven.outage_id == outage_id)
-        ):
-            given.outcome = score(given.deadline, resolved_at)
-            given.scored_at = now
-            counts[given.outcome] += 1
-        queued = 0
-        for subscription in session.scalars(
-            select(Subscription)
+        counts = _score_given(session, outage_id, resolved_at, now)
+        subscriptions = session.execute(
+            select(
+                Subscription.id, Subscription.channel, Subscription.address, Subscription.language
+            )
             .where(Subscription.outage_id == outage_id, Subscription.is_active)
             .order_by(Subscription.id)
-        ):
-            message_id = queue_message(
-                session,
+        ).all()
+        payload = {
+            "template": "outage_fixed",
+            "params": {
+                "outage": outage.reference,
+                "service": outage.service,
+                "region": outage.region_name,
+                "started_at": _iso(outage.started_at),
+                "resolved_at": _iso(resolved_at),
+            },
+        }
+        # Set-based: where each subscriber's message goes is looked up for all of them at once
+        # and the rows go in by the thousand; the dedupe keys (one per subscription) still make
+        # a second or concurrent resolve queue nothing twice.
+        recipients = outbox_recipients(
+            session,
+            [(channel, address) for _, channel, address, _ in subscriptions],
+            outage_id=outage_id,
+            kind="outage_fixed",
+            payload=payload,
+        )
+        rows = [
+            _outbox_row(
                 kind="outage_fixed",
                 outage_id=outage_id,
-                channel=subscription.channel,
-                address=subscription.address,
-                language=subscription.language,
-                template="outage_fixed",
-                params={
-                    "outage": outage.reference,
-                    "service": outage.service,
-                    "region": outage.region_name,
-                    "started_at": _iso(outage.started_at),
-                    "resolved_at": _iso(resolved_at),
-                },
-                dedupe_key=f"fixed:{outage_id}:{subscription.id}",
+                recipient=recipient,
+                language=language,
+                payload=payload,
+                dedupe_key=f"fixed:{outage_id}:{subscription_id}",
                 now=now,
-                subscription_id=subscription.id,
+                subscription_id=subscription_id,
+                promise_given_id=None,
             )
-            queued += message_id is not None
+            for (subscription_id, _, _, language), recipient in zip(
+                subscriptions, recipients, strict=True
+            )
+            if recipient is not None
+        ]
+        queued = len(_insert_outbox(session, rows))
         session.flush()
         return ResolveSummary(
             kept=counts["kept"],
@@ -871,3 +1028,36 @@ class PromiseService:
             queued += message_id is not None
         session.flush()
         return queued
+
+    # -- supervisors: target preview (issue 6, bot/supervisor) -------------------------------
+
+    def preview_target(
+        self, session: Session, service: str, target: float, now: datetime
+    ) -> list[tuple[Outage, Promise | None, Estimate]]:
+        """What each open outage of ``service`` would be promised at ``target``; stores nothing.
+
+        Per open outage (oldest first): the supervisor's decision that still stands (approved or
+        overridden, its time not passed; a new target does not change it) or None, and the
+        engine's estimate at ``target`` at ``now``. Unlike :meth:`current`, nothing is written,
+        so a supervisor can try targets freely; after :meth:`set_target` with the same target,
+        :meth:`current` at the same ``now`` gives exactly these estimates.
+        """
+        if not 0.0 < target < 1.0:
+            raise InvalidPromise(f"target must be between 0 and 1, got {target}")
+        outages = session.scalars(
+            select(Outage)
+            .where(Outage.service == service, Outage.resolved_at.is_(None))
+            .order_by(Outage.started_at, Outage.id)
+        ).all()
+        if not outages:
+            return []
+        engine = self.engine(session, now)
+        result: list[tuple[Outage, Promise | None, Estimate]] = []
+        for outage in outages:
+            live = self._live(session, outage.id)
+            standing = None
+            if live is not None and live.status in _SUPERVISED:
+                end = _end(live)
+                standing = live if end is not None and end > now else None
+            result.append((outage, standing, engine.promise(_incident(outage), now, target)))
+        return result

@@ -14,11 +14,13 @@ from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -323,6 +325,15 @@ class Feedback(Base):
     __table_args__ = (
         CheckConstraint("source IN ('agent', 'customer')", name="source"),
         CheckConstraint(_LANGUAGE_CHECK, name="language"),
+        # -- CX feedback (issue 6; migration 0009) --
+        CheckConstraint(
+            "category IS NULL OR category IN "
+            "('process', 'product', 'knowledge_base', 'promise', 'tooling', 'other')",
+            name="category",
+        ),
+        CheckConstraint("state IN ('new', 'triaged', 'actioned', 'dismissed')", name="state"),
+        # Anonymous means anonymous, whatever a caller gets wrong: no user, no name.
+        CheckConstraint("NOT anonymous OR (user_id IS NULL AND author IS NULL)", name="anonymous"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -336,6 +347,20 @@ class Feedback(Base):
     language: Mapped[str] = mapped_column(String(2), default="nl")
     theme: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # -- CX feedback (issue 6, bot/cx; migration 0009) --
+    #: One of :data:`FEEDBACK_CATEGORIES`; null for customers' feedback from the chat.
+    category: Mapped[str | None] = mapped_column(String(16), index=True)
+    #: One of :data:`FEEDBACK_STATES`; every change is a :class:`FeedbackStateChange`.
+    state: Mapped[str] = mapped_column(String(16), default="new", server_default="new", index=True)
+    #: The staff member who wrote it (null for customers and for anonymous observations).
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    #: (Migration 0009 gives existing rows false; ``text`` is a column name in this class body.)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    outage_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outages.id", ondelete="SET NULL"), index=True
+    )
 
 
 class Promise(Base):
@@ -829,3 +854,164 @@ class CustomerLinkAttempt(Base):
     channel: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- accounts (issue 6: users, web sessions, login attempts; bot/accounts, migration 0008) ------
+
+#: Roles of the people who use the web pages; admin may do everything.
+USER_ROLES: Final = ("agent", "supervisor", "cx", "admin")
+
+
+class User(Base):
+    """A person who logs in to the console, supervisor or CX pages.
+
+    ``username`` is stored lower-cased (logins are case-insensitive). The password is only ever
+    stored as an argon2 hash. Disabling a user (``is_active`` false) keeps the row, so audit
+    logs and observations that name them stay readable.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in_check("role", USER_ROLES), name="role"),
+        CheckConstraint(_LANGUAGE_CHECK, name="language"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    #: Interface language, switched with the nl/en links on every page.
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A logged-in browser. The cookie holds a random token; only its SHA-256 is stored here,
+    so a copy of the database cannot be used to take over a session.
+
+    ``id`` is a separate random public id (what :class:`bot.accounts.CurrentUser` calls the
+    session id); it is never a credential.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The per-session CSRF token (sent back in forms and the X-CSRF-Token header).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The absolute end of the session, whatever the activity.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginAttempt(Base):
+    """A failed login, counted per username and per client address for the rate limit.
+
+    Kept in the database (not Redis, not memory) so the limit holds across processes.
+    """
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_username_at", "username", "at"),
+        Index("ix_login_attempts_address_at", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- CX feedback (issue 6: inbox states, comments, theme vectors, webhook forwards; bot/cx,
+# migration 0009). The observations themselves are the ``feedback`` table above. --
+
+#: What an observation is about (the "Feedback to CX" dialog's choice).
+FEEDBACK_CATEGORIES: Final = ("process", "product", "knowledge_base", "promise", "tooling", "other")
+#: Where an observation is in the CX inbox.
+FEEDBACK_STATES: Final = ("new", "triaged", "actioned", "dismissed")
+#: Forwarding to the webhook: ``sending`` is claimed by one process (until its lease ends);
+#: ``failed`` is kept after the last attempt until someone retries it.
+FEEDBACK_FORWARD_STATUSES: Final = ("pending", "sending", "sent", "failed")
+
+
+class FeedbackStateChange(Base):
+    """One move of an observation between inbox states: who, when, from, to."""
+
+    __tablename__ = "feedback_state_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(
+        ForeignKey("feedback.id", ondelete="CASCADE"), index=True
+    )
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    #: The name at the time, so the history stays readable if the user is removed.
+    changed_by: Mapped[str] = mapped_column(String(200))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedbackComment(Base):
+    """A comment of the CX team on an observation."""
+
+    __tablename__ = "feedback_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(
+        ForeignKey("feedback.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    author: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedbackEmbedding(Base):
+    """An observation's vector for the themes, cached per encoder version so a page view only
+    encodes what is new (float32 bytes, L2-normalised)."""
+
+    __tablename__ = "feedback_embeddings"
+
+    feedback_id: Mapped[int] = mapped_column(
+        ForeignKey("feedback.id", ondelete="CASCADE"), primary_key=True
+    )
+    encoder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedbackForward(Base):
+    """Forwarding one observation to the CX webhook, written in the observation's transaction.
+
+    A process claims a due row with a conditional UPDATE (``status`` pending and due, or
+    ``sending`` with an expired lease) that sets a fresh ``claim_token``; only the holder of the
+    token may record the result. So two service processes never post the same row at once, and
+    a crash leaves a ``sending`` row that another process takes over after the lease.
+    """
+
+    __tablename__ = "feedback_forwards"
+    __table_args__ = (
+        CheckConstraint(_in_check("status", FEEDBACK_FORWARD_STATUSES), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("ix_feedback_forwards_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(
+        ForeignKey("feedback.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    last_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

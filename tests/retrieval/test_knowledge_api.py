@@ -35,7 +35,9 @@ def client(
     app = create_app(
         api_settings, dialogue=engine, sessions=make_sessionmaker(db_engine), knowledge=retriever
     )
-    with TestClient(app) as test_client:
+    # Machine client: the conversation API takes the operations key (or a logged-in agent).
+    key = {"X-API-Key": api_settings.operations_api_key()}
+    with TestClient(app, headers=key) as test_client:
         yield test_client
 
 

@@ -1,0 +1,182 @@
+"""The ``/supervisor`` page: who sees it, and what it shows (the browser test clicks it)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from supervisor_helpers import AUTH, KEY, add_outage, login
+
+from bot.app import create_app
+from bot.promises.service import PromiseService
+from bot.rasa_client import RasaClient
+from bot.settings import Settings
+from bot.storage.db import make_sessionmaker
+from bot.storage.models import OutboxMessage
+from promise.estimate import Estimate, Explanation
+from promise.incident import Incident
+
+from fake_rasa import FakeRasaServer
+
+ZONE = ZoneInfo("Europe/Amsterdam")
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+STARTED = NOW - timedelta(hours=1)
+REF = "STO-26-00200"
+
+
+class EvidenceEngine:
+    """Promises 2 h 10 min from now: 32 of 40 similar outages were fixed within that."""
+
+    def fit(self, history: Sequence[Incident], now: datetime) -> EvidenceEngine:
+        return self
+
+    def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
+        return Estimate(
+            made_at=now,
+            target=target,
+            deadline=now + timedelta(minutes=130),
+            next_update_at=None,
+            remaining_minutes=130.0,
+            explanation=Explanation("service=internet", 40, 32, 60.0, "test/1"),
+        )
+
+
+@pytest.fixture
+def settings(api_settings: Settings) -> Settings:
+    return api_settings.model_copy(update={"api_key": SecretStr(KEY)})
+
+
+@pytest.fixture
+def client(settings: Settings, db_engine: Engine, session: Session) -> Iterator[TestClient]:
+    outage = add_outage(session, REF, started_at=STARTED)
+    session.add(
+        OutboxMessage(
+            kind="outage_fixed",
+            outage_id=outage.id,
+            channel="sms",
+            address="+31600000001",
+            language="nl",
+            payload={"template": "outage_fixed", "params": {}},
+            dedupe_key="page:dead",
+            status="dead",
+            attempts=8,
+            last_error="Twilio 21610: unsubscribed recipient",
+        )
+    )
+    session.commit()
+    promises = PromiseService(settings, engine_factory=lambda _config: EvidenceEngine())
+    dialogue = RasaClient(settings, transport=httpx.MockTransport(FakeRasaServer().handler))
+    app = create_app(
+        settings,
+        dialogue=dialogue,
+        sessions=make_sessionmaker(db_engine),
+        promises=promises,
+        knowledge=None,
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _testids(html: str) -> set[str]:
+    return set(re.findall(r'data-testid="([^"]+)"', html))
+
+
+def test_a_visitor_is_sent_to_the_login(client: TestClient) -> None:
+    response = client.get("/supervisor", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
+
+
+def test_an_agent_gets_the_forbidden_page(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    login(client, session, settings, "agent")
+    response = client.get("/supervisor", follow_redirects=False)
+    assert response.status_code == 403
+    assert 'data-testid="forbidden"' in response.text
+    assert 'data-testid="outage-row"' not in response.text
+
+
+@pytest.mark.parametrize("language", ["nl", "en"])
+def test_the_supervisor_page_shows_promises_targets_calibration_and_queue(
+    client: TestClient, session: Session, settings: Settings, language: str
+) -> None:
+    csrf = login(client, session, settings, "supervisor", language=language)
+    override = (NOW + timedelta(hours=5)).replace(minute=30)
+    assert (
+        client.post(
+            f"/api/v1/outages/{REF}/promise/override",
+            json={"deadline": override.isoformat(), "reason": "kraan ter plaatse"},
+            headers={"X-CSRF-Token": csrf},
+        ).status_code
+        == 200
+    )
+
+    page = client.get("/supervisor")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert {
+        "outage-row",
+        "promise-time",
+        "approve",
+        "override-time",
+        "override-reason",
+        "override-submit",
+        "target-row",
+        "target-input",
+        "target-preview",
+        "target-save",
+        "calibration-chart",
+        "broken-promises",
+        "queue-health",
+        "dead-letter-row",
+        "dead-letter-retry",
+        "nav",
+        "logout",
+    } <= _testids(html)
+    row = re.search(
+        rf'<article[^>]*data-testid="outage-row" data-reference="{REF}".*?</article>', html, re.S
+    )
+    assert row is not None
+    block = row.group(0)
+    clock = override.astimezone(ZONE).strftime("%H:%M")
+    assert f'data-testid="promise-time">{clock}</span>' in block
+    assert 'data-status="overridden"' in block
+    assert "supervisor-user" in block and "kraan ter plaatse" in block  # status and audit log
+    evidence = {
+        "nl": "40 vergelijkbare storingen, 80 % binnen 2 u 10 min opgelost",
+        "en": "40 similar outages, 80 % fixed within 2 h 10 min",
+    }[language]
+    # The line describes the suggestion the override replaced, not the override.
+    assert evidence in block
+    assert f'data-reference="{REF}"' in html
+    for service in ("internet", "tv", "landline", "mobile", "electricity", "gas"):
+        assert f'data-testid="target-row" data-service="{service}"' in html
+    assert 'src="/api/v1/supervisor/calibration.svg?weeks=8' in html
+    assert "Twilio 21610" in html
+    assert "+31600000001" not in html  # no customer's address on the page
+
+
+def test_the_page_refuses_a_bad_period(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    login(client, session, settings, "supervisor")
+    assert client.get("/supervisor?weeks=0").status_code == 422
+    assert client.get("/supervisor?weeks=12").status_code == 200
+
+
+def test_the_chart_speaks_the_language_asked(client: TestClient) -> None:
+    dutch = client.get("/api/v1/supervisor/calibration.svg?lang=nl", headers=AUTH)
+    assert dutch.status_code == 200
+    assert dutch.headers["content-type"].startswith("image/svg+xml")
+    assert "Gehouden per week" in dutch.text
+    english = client.get("/api/v1/supervisor/calibration.svg?lang=en&weeks=4", headers=AUTH)
+    assert "Kept rate per week" in english.text
