@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup prism run test lint rasa-validate rasa-train-test rasa-test pytest lock clean
+.PHONY: help setup prism browser run test lint rasa-validate rasa-train-test rasa-test pytest lock clean
 
 help:
 	@echo "make run    set up everything and run Belofte on its embedded defaults"
@@ -53,12 +53,42 @@ $(PRISM_DIR)/node_modules/.installed: $(PRISM_DIR)/package.json $(PRISM_DIR)/pac
 
 prism: $(PRISM_DIR)/node_modules/.installed
 
+# Debian's Chromium, which Playwright drives in the browser tests (tests/browser): Playwright's
+# own browser download needs the internet. Only the tests need it, so `make run` does not install
+# it. apt-get runs as root directly, else through sudo. Without it the browser tests skip locally;
+# CI must have it.
+# The colour emoji font only makes the screenshots show the console's 👍/👎 (agents' own
+# desktops have one); its absence fails nothing.
+CHROMIUM := /usr/bin/chromium
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -e $(EMOJI_FONT) ]; then \
+	  echo "==> Installing Debian's Chromium and emoji font for the browser tests (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then as_root=""; else as_root="sudo"; fi; \
+	  if command -v apt-get >/dev/null 2>&1 && \
+	     { [ -z "$$as_root" ] || command -v sudo >/dev/null 2>&1; }; then \
+	    $$as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    $$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      --no-install-recommends chromium fonts-noto-color-emoji \
+	      || echo "apt-get could not install chromium and fonts-noto-color-emoji" >&2; \
+	  else \
+	    echo "apt-get (as root or with sudo) is not available" >&2; \
+	  fi; \
+	  if [ ! -x $(CHROMIUM) ]; then \
+	    if [ -n "$$CI" ]; then \
+	      echo "$(CHROMIUM) is needed in CI: the browser tests drive Debian's Chromium" >&2; \
+	      exit 1; \
+	    fi; \
+	    echo "==> No $(CHROMIUM): the browser tests will be skipped"; \
+	  fi; \
+	fi
+
 ## ---- run ------------------------------------------------------------------------------------
 run: setup
 	@$(VENV)/bin/belofte run
 
 ## ---- test -----------------------------------------------------------------------------------
-test: setup prism lint rasa-validate rasa-test pytest
+test: setup prism browser lint rasa-validate rasa-test pytest
 	@echo "==> All checks passed"
 
 lint:
@@ -82,8 +112,8 @@ rasa-test: rasa-train-test
 	@if [ -d tests/rasa ]; then echo "==> Rasa custom component tests (Python 3.10)"; \
 	  $(RASA_VENV)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/rasa tests/rasa; fi
 
-pytest: prism rasa-train-test
-	@echo "==> pytest (SQLite and PostgreSQL storage, actions, API, integration with Rasa)"
+pytest: prism browser rasa-train-test
+	@echo "==> pytest (SQLite and PostgreSQL storage, actions, API, integration with Rasa, browser)"
 	@BELOFTE_TEST_HOME=$(TEST_HOME) $(VENV)/bin/pytest -q
 
 ## ---- maintenance ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from bot import messages
 from bot.promises.service import OutageResolved, PromiseService, PromiseView
 from bot.settings import Language
-from bot.storage.models import Conversation, Outage, Promise, PromiseGiven
+from bot.storage.models import Conversation, Outage, Promise, PromiseGiven, User
 
 
 class UnknownConversation(LookupError):
@@ -201,7 +201,7 @@ def promise_card(
         clock=None if shown is None else messages.clock_time(shown, timezone),
         target=view.target,
         status=view.status,
-        approved_by=view.approved_by,
+        approved_by=_display_name(session, view.approved_by),
         reason=view.reason,
         evidence=evidence_line(view, agent_language or language, estimated_at),
         customer_text=customer_text(view, language, now, timezone),
@@ -209,3 +209,11 @@ def promise_card(
         made_at=view.made_at,
         explanation=dict(view.explanation),
     )
+
+
+def _display_name(session: Session, username: str | None) -> str | None:
+    """The supervisor as agents know them ("Sem de Boer"); decisions record the username."""
+    if username is None:
+        return None
+    name = session.scalars(select(User.display_name).where(User.username == username)).first()
+    return name or username

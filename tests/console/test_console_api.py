@@ -252,7 +252,7 @@ def test_a_supervisors_override_shows_on_the_next_read(console: Console, session
     assert after["clock"] != before["clock"]
     assert after["clock"] == new_deadline.astimezone(AMSTERDAM).strftime("%H:%M")
     assert after["status"] == "overridden"
-    assert after["approved_by"] == "supervisor-nl"
+    assert after["approved_by"] == "Test supervisor"  # the display name, not the login
     assert after["reason"] == "monteur later ter plaatse"
     assert "supervisor" in after["evidence"]
 

@@ -6,12 +6,6 @@ the one `make test` trains into ``$BELOFTE_TEST_HOME/models`` (trained here if m
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,104 +13,29 @@ from typing import Any
 
 import httpx
 import pytest
+from live_stack import LiveStack, live_stack
 from sqlalchemy import select
 
-from bot.rasa_project import RasaProject, rasa_environment
-from bot.runner import prepare_database
-from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Message, Subscription
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(url: str, params: dict[str, str], timeout: float, processes: list[Any]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}")
-        try:
-            if httpx.get(url, params=params, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
-
-
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A migrated, seeded database, the Belofte service and Rasa, all on loopback."""
-    home = tmp_path_factory.mktemp("belofte-home")
-    settings = Settings(
-        home=home,
-        port=_free_port(),
-        rasa_port=_free_port(),
-        rasa_token=uuid.uuid4().hex,
-        database_url=f"sqlite:///{home / 'belofte.db'}",
-    )
-    # Share the model trained for the test run instead of training per test home.
-    model_home = Path(os.environ.get("BELOFTE_TEST_HOME", PROJECT_ROOT / "var" / "test"))
-    model_project = RasaProject(settings.model_copy(update={"home": model_home}))
-    model_project.train()
-    settings.models_dir.mkdir(parents=True)
-    shutil.copy(model_project.model_path, settings.models_dir / model_project.model_path.name)
-
-    prepare_database(settings)
-    env = {
-        **os.environ,
-        "BELOFTE_HOME": str(home),
-        "BELOFTE_PORT": str(settings.port),
-        "BELOFTE_RASA_PORT": str(settings.rasa_port),
-        "BELOFTE_RASA_TOKEN": settings.rasa_api_token(),
-        "BELOFTE_DATABASE_URL": settings.sqlalchemy_url,
-    }
-    logs = home / "logs"
-    logs.mkdir(exist_ok=True)
-    service_log = (logs / "belofte.log").open("wb")
-    service = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bot.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(settings.port)],
-        cwd=PROJECT_ROOT, env=env, stdout=service_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    project = RasaProject(settings)
-    rasa_log = (logs / "rasa-stdout.log").open("wb")
-    rasa = subprocess.Popen(
-        project.server_command(project.write_endpoints()),
-        cwd=PROJECT_ROOT, env=rasa_environment(), stdout=rasa_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{settings.port}"
-    try:
-        _wait_for(f"{base}/health", {}, 240, [service, rasa])
-        yield {"base": base, "settings": settings}
-    except (RuntimeError, TimeoutError):
-        for log in (logs / "belofte.log", logs / "rasa.log", logs / "rasa-stdout.log"):
-            if log.exists():
-                sys.stderr.write(f"---- {log}\n{log.read_text(errors='replace')[-4000:]}\n")
-        raise
-    finally:
-        for process in (rasa, service):
-            process.terminate()
-        for process in (rasa, service):
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        service_log.close()
-        rasa_log.close()
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """A migrated, seeded SQLite database, the Belofte service and Rasa, all on loopback."""
+    home: Path = tmp_path_factory.mktemp("belofte-home")
+    with live_stack(home) as running:
+        yield running
 
 
-def _say(stack: dict[str, Any], conversation: str, text: str) -> dict[str, Any]:
+def _say(stack: LiveStack, conversation: str, text: str) -> dict[str, Any]:
     response = httpx.post(
-        f"{stack['base']}/api/v1/conversations/{conversation}/messages",
+        f"{stack.base}/api/v1/conversations/{conversation}/messages",
         json={"text": text, "channel": "api"},
+        # The conversation API needs a login or the operations key (machine clients).
+        headers={"X-API-Key": stack.api_key},
         timeout=60,
     )
     assert response.status_code == 200, response.text
@@ -129,14 +48,14 @@ def _all_text(body: dict[str, Any]) -> str:
     return " ".join(r["text"] for r in body["replies"])
 
 
-def test_health_reports_the_loaded_model(stack: dict[str, Any]) -> None:
-    body = httpx.get(f"{stack['base']}/health", timeout=10).json()
+def test_health_reports_the_loaded_model(stack: LiveStack) -> None:
+    body = httpx.get(f"{stack.base}/health", timeout=10).json()
     assert body["status"] == "ok"
     assert body["rasa"]["model_file"]
 
 
 def test_six_turn_dutch_conversation_with_form_interruption_and_outage(
-    stack: dict[str, Any],
+    stack: LiveStack,
 ) -> None:
     conversation = f"it-nl-{uuid.uuid4().hex[:8]}"
 
@@ -167,7 +86,7 @@ def test_six_turn_dutch_conversation_with_form_interruption_and_outage(
 
     subscribe = _say(stack, conversation, "ja graag, laat me weten als het opgelost is")
     assert subscribe["language"] == "nl"
-    engine = make_engine(stack["settings"].sqlalchemy_url)
+    engine = make_engine(stack.settings.sqlalchemy_url)
     with make_sessionmaker(engine)() as session:
         subscription = session.scalars(
             select(Subscription).where(Subscription.address == conversation)
@@ -183,7 +102,7 @@ def test_six_turn_dutch_conversation_with_form_interruption_and_outage(
 
 
 def test_six_turn_english_conversation_with_form_interruption_and_outage(
-    stack: dict[str, Any],
+    stack: LiveStack,
 ) -> None:
     conversation = f"it-en-{uuid.uuid4().hex[:8]}"
 
