@@ -1,23 +1,18 @@
 """The Belofte service's client for the Rasa server (loopback, token-protected HTTP API).
 
-One user turn is two or three calls: set the ``language`` slot (only when it is not already what
-the conversation's tracker holds), send the message through Rasa's REST channel (which runs the
-whole turn, custom actions included), then read the tracker for what NLU understood and which
-slots the turn set.
+One user turn is three calls: set the ``language`` slot, send the message through Rasa's REST
+channel (which runs the whole turn, custom actions included), then read the tracker for what NLU
+understood and which slots the turn set.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
 from bot.settings import Language, Settings
-
-#: Conversations whose tracker language is remembered (least recently used are forgotten).
-_REMEMBERED_CONVERSATIONS = 10_000
 
 
 class RasaUnavailable(Exception):
@@ -60,10 +55,6 @@ class RasaClient:
             timeout=httpx.Timeout(settings.rasa_timeout_seconds, connect=2.0),
             transport=transport,
         )
-        # The language slot each conversation's tracker held after its last turn, as read back
-        # from Rasa. Setting the slot is a round trip of its own (about a fifth of a turn), and
-        # most conversations keep their language, so it is only sent when it differs.
-        self._tracker_language: OrderedDict[str, str | None] = OrderedDict()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -82,13 +73,12 @@ class RasaClient:
         self, conversation_id: str, text: str, language: Language, metadata: dict[str, Any]
     ) -> RasaTurn:
         """Run one turn; raises :class:`RasaUnavailable` if Rasa fails at any step."""
-        if self._tracker_language.get(conversation_id) != language:
-            await self._request(
-                "POST",
-                f"/conversations/{conversation_id}/tracker/events",
-                json=[{"event": "slot", "name": "language", "value": language}],
-                params={"include_events": "NONE"},
-            )
+        await self._request(
+            "POST",
+            f"/conversations/{conversation_id}/tracker/events",
+            json=[{"event": "slot", "name": "language", "value": language}],
+            params={"include_events": "NONE"},
+        )
         replies = await self._request(
             "POST",
             "/webhooks/rest/webhook",
@@ -100,23 +90,13 @@ class RasaClient:
             params={"include_events": "AFTER_RESTART"},
         )
         latest = tracker.get("latest_message") or {}
-        slots = dict(tracker.get("slots") or {})
-        # What Rasa really holds now: a Rasa restarted with an empty tracker store shows no
-        # language here, so the next turn sets it again.
-        self._remember_language(conversation_id, slots.get("language"))
         return RasaTurn(
             replies=list(replies or []),
             intent=dict(latest.get("intent") or {}),
             entities=list(latest.get("entities") or []),
-            slots=slots,
+            slots=dict(tracker.get("slots") or {}),
             slots_set_this_turn=_slots_set_since_last_user_event(tracker.get("events") or []),
         )
-
-    def _remember_language(self, conversation_id: str, language: Any) -> None:
-        self._tracker_language[conversation_id] = language if isinstance(language, str) else None
-        self._tracker_language.move_to_end(conversation_id)
-        while len(self._tracker_language) > _REMEMBERED_CONVERSATIONS:
-            self._tracker_language.popitem(last=False)
 
     async def status(self) -> dict[str, Any]:
         """Rasa's ``/status`` (model file and id); raises :class:`RasaUnavailable`."""
