@@ -16,12 +16,16 @@ How a promise is made for an outage open ``s`` minutes, at target ``τ``:
    ``log(1 + remaining minutes)`` from everything known at opening and ``s``, and the promise is
    ``exp(prediction + shift(τ)) - 1``; until that model can be fitted and calibrated, the
    curves answer as with ``survival``.
-3. **Conformal shift.** ``shift(τ)`` (or ``ℓ(τ)``) is fitted at fit time: the outages of the last
-   ``calibration_days`` are promised to with a model fitted on what was known before them, at
-   the same checkpoints as in production (on opening, after 1 h and 4 h), and the shift is the
-   smallest at which a share ``τ`` of the promises whose deadline has passed were kept. Drift (a
-   faster or slower repair season) and the model's own bias (it learns from resolved outages
-   only) are corrected this way without guessing their cause.
+3. **Conformal shift.** ``ℓ(τ)`` (or ``shift(τ)``) is fitted at fit time on recent outages,
+   promised to with what was known before them, at the same checkpoints as in production (on
+   opening, after 1 h and 4 h). Drift (a faster or slower repair season) and the model's own
+   bias (it learns from resolved outages only) are corrected this way without guessing their
+   cause. For the curves: the outages of the last ``calibration_days``, and ``ℓ(τ)`` is the
+   lowest level at which a share ``τ`` of the promises whose deadline has passed were kept. For
+   the model: the most recent share of the history (``RemainingConfig.calibration_share``),
+   and ``shift(τ)`` is the smallest shift at which a share ``τ`` of its promises is estimated
+   to be kept, promises on outages still open weighed in by inverse probability of censoring
+   instead of being dropped (:class:`ShiftCalibration`).
 4. **Round** the deadline up to a quarter hour (whole hours beyond a day).
 
 The engine is a plain estimator: ``fit`` learns from history known at ``now`` and returns
@@ -47,7 +51,7 @@ from promise.rounding import round_up_deadline
 #: The method of a promise read off a segment's survival curve.
 SURVIVAL_METHOD = "segment-km-conformal/2"
 #: The method of a promise from the remaining-time model with its conformal shift.
-BOOSTED_METHOD = "boosted-conformal/3"
+BOOSTED_METHOD = "boosted-conformal/4"
 #: The method of the default configuration.
 METHOD_VERSION = SURVIVAL_METHOD
 
@@ -57,8 +61,6 @@ Estimator = Literal["boosted", "survival"]
 CHECKPOINTS_MINUTES: tuple[float, ...] = (0.0, 60.0, 240.0)
 
 LEVEL_GRID = np.round(np.arange(0.30, 0.9951, 0.005), 3)
-#: Conformal shifts (in log minutes) tried for the remaining-time model: exp(0.01) is 1 %.
-SHIFT_GRID = np.round(np.arange(-2.0, 4.0001, 0.01), 3)
 
 Segment = tuple[str, ...]
 SegmentKey = tuple[Segment, tuple[str, ...]]
@@ -105,11 +107,11 @@ class EngineConfig:
 class Calibration:
     """Past promises on recent outages, replayed at every setting of a grid.
 
-    ``grid`` holds the settings tried: curve levels (survival) or shifts in log minutes
-    (boosted). Row *i* is one promise: ``quantiles[i, j]`` the remaining minutes promised at
-    ``grid[j]``, ``actual[i]`` the minutes it really took (inf if not resolved), and
-    ``available[i]`` the minutes between the promise and the end of observation, ``opened[i]``
-    the minutes the outage had been open when it was promised (a checkpoint).
+    ``grid`` holds the settings tried (the survival curves' levels). Row *i* is one promise:
+    ``quantiles[i, j]`` the remaining minutes promised at ``grid[j]``, ``actual[i]`` the minutes
+    it really took (inf if not resolved), and ``available[i]`` the minutes between the promise
+    and the end of observation, ``opened[i]`` the minutes the outage had been open when it was
+    promised (a checkpoint).
     """
 
     grid: FloatArray
@@ -157,6 +159,69 @@ class Calibration:
         if not good.any():
             return float(self.grid[-1]) if enough.any() and last_resort else None
         return float(self.grid[int(np.argmax(good))])
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftCalibration:
+    """The remaining-time model's past promises on recent outages, for its conformal shift.
+
+    Row *i* is one promise: ``predicted[i]`` the model's ``log(1 + remaining minutes)``,
+    ``remaining[i]`` the minutes it really took (inf if not resolved when last seen),
+    ``followed[i]`` the minutes the outage was followed after the promise (until the fit, or
+    until its record was closed without a resolution), ``opened[i]`` the checkpoint it was made
+    at. At shift ``σ`` the promise is ``exp(predicted + σ) - 1`` minutes, so it was kept from
+    the shift ``log(1 + remaining) - predicted`` (its score) on.
+    """
+
+    predicted: FloatArray
+    remaining: FloatArray
+    followed: FloatArray
+    opened: FloatArray
+
+    @classmethod
+    def empty(cls) -> ShiftCalibration:
+        """No calibration data."""
+        return cls(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
+
+    def shift_for(self, target: float, min_count: int, opened: float | None = None) -> float | None:
+        """The smallest shift at which an estimated share ``target`` of the promises is kept.
+
+        The outages that started last are still open for the long promises: leaving those
+        promises out (the curves' rule) keeps the quick repairs among them and so flatters
+        every shift; counting them as broken (or, with Kaplan-Meier on the scores, like the
+        older outages at risk) does the opposite, and on ServiceNow each missed the target by
+        5 to 10 points. How long an outage was followed after a promise depends only on when it
+        started, not on how long it takes, so the share kept is estimated with inverse
+        probability of censoring weights instead: each promise kept within ``t`` minutes counts
+        ``1 / P(followed >= t)``, that probability read off all the promises' ``followed``.
+        With ``opened``, only the promises made at that checkpoint count, if there are at least
+        ``min_count``. None: fewer than ``min_count`` promises, or too few were seen resolved to
+        tell (the curves answer then).
+        """
+        rows = slice(None)
+        if opened is not None:
+            at_checkpoint = self.opened == opened
+            if at_checkpoint.sum() >= min_count:
+                rows = at_checkpoint
+        predicted, remaining = self.predicted[rows], self.remaining[rows]
+        followed = np.sort(self.followed[rows])
+        n = len(predicted)
+        if n < min_count:
+            return None
+        # Split-conformal level: the ceil((n + 1) τ)-th of n scores covers a new one w.p. τ.
+        level = min(np.ceil((n + 1) * target) / n, 1.0)
+        resolved = np.isfinite(remaining)
+        times = remaining[resolved]
+        # Promises followed at least as long as each resolution took (itself included, so >= 1).
+        seen_as_long = n - np.searchsorted(followed, times, side="left")
+        weights = 1.0 / np.maximum(seen_as_long, 1)
+        scores = np.log1p(times) - predicted[resolved]
+        order = np.argsort(scores, kind="stable")
+        kept_share = np.cumsum(weights[order])
+        reached = kept_share >= level - 1e-12
+        if not reached.any():
+            return None
+        return float(scores[order][int(np.argmax(reached))])
 
 
 class _History:
@@ -323,7 +388,7 @@ class PromiseEngine:
         self._history: _History | None = None
         self._model: RemainingTimeModel | None = None
         self._survival = Calibration.empty(LEVEL_GRID)
-        self._boosted = Calibration.empty(SHIFT_GRID)
+        self._boosted = ShiftCalibration.empty()
         self._settings: dict[tuple[str, float, float | None], float | None] = {}
         # Predictions for every incident of the fit at the checkpoints, made in one batch: a
         # backtest asks at exactly those moments, and one row at a time costs a millisecond.
@@ -343,7 +408,7 @@ class PromiseEngine:
         self._model = None
         self._predicted = {}
         self._survival = Calibration.empty(LEVEL_GRID)
-        self._boosted = Calibration.empty(SHIFT_GRID)
+        self._boosted = ShiftCalibration.empty()
         if config.estimator == "boosted":
             model = RemainingTimeModel(self._remaining_config()).fit(history, now)
             if model.fitted:
@@ -351,6 +416,8 @@ class PromiseEngine:
                 self._predicted = _predict_at_checkpoints(model, history, config.checkpoints)
         if config.conformal:
             self._calibrate(history, now)
+            if self._model is not None:
+                self._calibrate_boosted(history, now)
         self._settings = {}
         self.fitted_at = now
         return self
@@ -397,18 +464,41 @@ class PromiseEngine:
         self._survival = Calibration(
             LEVEL_GRID, np.vstack(grids), actual_array, available_array, opened
         )
-        if self._model is None:
+
+    def _calibrate_boosted(self, history: Sequence[Incident], now: datetime) -> None:
+        """Score promises on the most recent outages with a model fitted before they started."""
+        config = self.config
+        known = sorted((i for i in history if i.started_at <= now), key=lambda i: i.started_at)
+        count = int(len(known) * config.remaining.calibration_share)
+        if count < 1 or count >= len(known):
             return
+        # The calibrating model knew only what was known when the first of them started.
+        cutoff = known[-count - 1].started_at
+        recent = [i for i in known[-count:] if i.started_at > cutoff]
         model = RemainingTimeModel(self._remaining_config()).fit(history, cutoff)
         if not model.fitted:
             return
-        predicted = model.predict([i for i, _ in points], [m for _, m in points])
-        self._boosted = Calibration(
-            SHIFT_GRID,
-            np.expm1(predicted[:, None] + SHIFT_GRID[None, :]),
-            actual_array,
-            available_array,
-            opened,
+        points: list[tuple[Incident, float]] = []
+        remaining: list[float] = []
+        followed: list[float] = []
+        for incident in recent:
+            end, resolved = incident.observed_end(now)
+            # Followed until now, or until its record was closed without a resolution.
+            horizon = now if resolved or incident.censored_at is None else end
+            for open_minutes in config.checkpoints:
+                asked_at = incident.started_at + timedelta(minutes=open_minutes)
+                if asked_at >= end:
+                    continue
+                points.append((incident, open_minutes))
+                remaining.append((end - asked_at).total_seconds() / 60.0 if resolved else np.inf)
+                followed.append((horizon - asked_at).total_seconds() / 60.0)
+        if not points:
+            return
+        self._boosted = ShiftCalibration(
+            model.predict([i for i, _ in points], [m for _, m in points]),
+            np.asarray(remaining, dtype=np.float64),
+            np.asarray(followed, dtype=np.float64),
+            np.asarray([m for _, m in points], dtype=np.float64),
         )
 
     def level(self, target: float) -> float:
@@ -422,8 +512,8 @@ class PromiseEngine:
         Fitted per checkpoint (the last one ``open_minutes`` has passed): how far the model is
         off differs between an outage just opened and one open for hours, so one shift for all
         would keep promises too often at one moment and too rarely at another. None: the model
-        cannot promise (not fitted, too few recent promises to calibrate on, or no shift on the
-        grid kept enough of them); the survival curves then answer.
+        cannot promise (not fitted, too few recent promises to calibrate on, or too many of them
+        still open to tell); the survival curves then answer.
         """
         if self._model is None:
             return None
@@ -435,12 +525,14 @@ class PromiseEngine:
             raise RuntimeError("PromiseEngine.fit must be called before promising")
         key = (estimator, target, opened)
         if key not in self._settings:
-            calibration = self._boosted if estimator == "boosted" else self._survival
-            # The curves' last level (0.995) is a long but sane promise; the model's last shift
-            # multiplies it by 55. When no shift reaches the target, the curves answer instead.
-            self._settings[key] = calibration.setting_for(
-                target, self.config.min_calibration, opened, last_resort=estimator == "survival"
-            )
+            if estimator == "boosted":
+                self._settings[key] = self._boosted.shift_for(
+                    target, self.config.min_calibration, opened
+                )
+            else:
+                self._settings[key] = self._survival.setting_for(
+                    target, self.config.min_calibration, opened
+                )
         return self._settings[key]
 
     # -- promising -------------------------------------------------------------------------

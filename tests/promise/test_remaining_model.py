@@ -19,6 +19,7 @@ from promise.engine import (
     Calibration,
     EngineConfig,
     PromiseEngine,
+    ShiftCalibration,
 )
 from promise.incident import Incident
 from promise.remaining import RemainingConfig, RemainingTimeModel
@@ -114,7 +115,7 @@ def test_the_promise_follows_the_outage_facts_not_a_cached_prediction(
 
 
 def test_without_enough_history_the_curves_answer(history: list[Incident]) -> None:
-    few = history[:150]
+    few = history[:60]  # at most 180 training examples: fewer than min_train
     config = EngineConfig(segments=((),), estimator="boosted", min_evidence=10)
     engine = PromiseEngine(config).fit(few, few[-1].started_at)
     assert engine.shift(0.8) is None
@@ -155,3 +156,53 @@ def test_calibration_without_a_setting_that_reaches_the_target() -> None:
     kept = dataclasses.replace(calibration, actual=np.asarray([5.0, 15.0, 15.0]))
     assert kept.setting_for(0.6, 3, last_resort=False) == 1.0
     assert kept.setting_for(0.3, 3, last_resort=False) == 0.0
+
+
+def _calibration(
+    remaining: np.ndarray, followed: np.ndarray, opened: np.ndarray | None = None
+) -> ShiftCalibration:
+    """Promises of a model that predicted 0 (log minutes): the score is log(1 + remaining)."""
+    n = len(remaining)
+    return ShiftCalibration(
+        np.zeros(n), remaining, followed, np.zeros(n) if opened is None else opened
+    )
+
+
+def test_the_shift_is_the_conformal_quantile_of_the_scores() -> None:
+    # Every outage followed past its resolution: the ceil((n + 1) τ)-th smallest of n scores.
+    remaining = np.arange(1.0, 101.0)
+    calibration = _calibration(remaining, np.full(100, 1e6))
+    assert calibration.shift_for(0.8, 50) == pytest.approx(np.log1p(81.0))  # ceil(101 * 0.8)
+    assert calibration.shift_for(0.5, 50) == pytest.approx(np.log1p(51.0))
+    assert calibration.shift_for(0.8, 101) is None  # too few promises
+
+
+def test_outages_still_open_count_by_how_long_they_were_followed() -> None:
+    # Two halves with the same repair times (20, 40, ..., 1000 minutes): the older half followed
+    # to the end, the recent half only 100 minutes, so only its 5 quick repairs are seen.
+    times = np.arange(20.0, 1001.0, 20.0)
+    remaining = np.concatenate([times, np.where(times <= 100.0, times, np.inf)])
+    followed = np.concatenate([np.full(50, 1e6), np.full(50, 100.0)])
+    calibration = _calibration(remaining, followed)
+    # The 81st of the 100 true times is 820 minutes. Each repair seen after 100 minutes stands
+    # for itself and for a recent outage not followed that long: 0.10 + 0.02 per 20 minutes.
+    # (Dropping the open promises would give 800, counting them as broken no shift at all.)
+    assert calibration.shift_for(0.8, 50) == pytest.approx(np.log1p(820.0))
+    # Nobody followed past 500 minutes: half the promises are known kept, the rest unknown, so
+    # no shift can be vouched for at 0.8 (the curves answer).
+    both = np.concatenate([times, times])
+    short = _calibration(np.where(both <= 500.0, both, np.inf), np.full(100, 500.0))
+    assert short.shift_for(0.8, 50) is None
+    assert short.shift_for(0.4, 50) == pytest.approx(np.log1p(420.0))  # ceil(101 * 0.4) = 41
+
+
+def test_the_shift_is_fitted_per_checkpoint_when_there_are_enough() -> None:
+    opened = np.repeat([0.0, 60.0], 100)
+    remaining = np.concatenate([np.linspace(1.0, 100.0, 100), np.linspace(1000.0, 2000.0, 100)])
+    calibration = _calibration(remaining, np.full(200, 1e6), opened)
+    on_opening = calibration.shift_for(0.8, 50, 0.0)
+    after_an_hour = calibration.shift_for(0.8, 50, 60.0)
+    assert on_opening is not None and on_opening < np.log1p(100.0)
+    assert after_an_hour is not None and after_an_hour > np.log1p(1000.0)
+    pooled = calibration.shift_for(0.8, 150, 60.0)  # too few at the checkpoint: all count
+    assert pooled is not None and np.log1p(1000.0) < pooled < after_an_hour
