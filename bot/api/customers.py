@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from bot.accounts import require_api_key_or_role
 from bot.api.customer_schemas import CustomerHistoryOut, PreferredChannelIn
+from bot.api.deps import app_sessions
 from bot.api.schemas import ErrorOut
 from bot.customers.history import CustomerHistory, conversation_history, customer_history
 from bot.customers.identities import ChannelNotLinked, UnknownCustomer, set_preferred_channel
-from bot.storage.db import SessionFactory
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
 
@@ -46,11 +46,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
-
-
 def _out(history: CustomerHistory) -> CustomerHistoryOut:
     return CustomerHistoryOut.model_validate(asdict(history))
 
@@ -65,7 +60,7 @@ def get_customer_history(
     customer_id: CustomerId, request: Request, limit: Limit = 500
 ) -> CustomerHistoryOut:
     """The customer's messages on all their channels, oldest first, each with its channel."""
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         history = customer_history(session, customer_id, limit=limit)
     if history is None:
         raise HTTPException(status_code=404, detail=f"unknown customer {customer_id}")
@@ -82,7 +77,7 @@ def get_conversation_history(
     conversation_id: ConversationId, request: Request, limit: Limit = 500
 ) -> CustomerHistoryOut:
     """The history across channels of the customer holding this conversation."""
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         history = conversation_history(session, conversation_id, limit=limit)
     if history is None:
         raise HTTPException(status_code=404, detail=f"unknown conversation {conversation_id!r}")
@@ -102,7 +97,7 @@ def put_preferred_channel(
 
     Answers with the customer and their latest ``limit`` messages.
     """
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         try:
             set_preferred_channel(session, customer_id, body.channel)
         except ChannelNotLinked as exc:

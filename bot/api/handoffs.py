@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from bot.accounts import CurrentUser, require_api_key_or_role
 from bot.api.customer_schemas import CustomerHistoryOut
+from bot.api.deps import app_sessions
 from bot.api.schemas import ErrorOut
 from bot.customers.history import conversation_history
-from bot.storage.db import SessionFactory
 from bot.storage.models import ChannelIdentity, Conversation, Customer, Handoff
 
 logger = logging.getLogger(__name__)
@@ -65,11 +65,6 @@ class PickupOut(BaseModel):
 
     handoff: HandoffOut
     history: CustomerHistoryOut
-
-
-def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
 
 
 def _aware(moment: datetime) -> datetime:
@@ -118,7 +113,7 @@ def list_handoffs(
 ) -> list[HandoffOut]:
     """The customers waiting for an agent, longest waiting first."""
     now = datetime.now(UTC)
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         rows = session.scalars(
             select(Handoff)
             .where(Handoff.resolved_at.is_(None))
@@ -139,7 +134,7 @@ def pick_up(handoff_id: HandoffId, request: Request, user: AgentOrKey) -> Pickup
     409 when it was already taken (by another agent, or earlier by this one).
     """
     now = datetime.now(UTC)
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         # One conditional UPDATE: of two agents clicking at once exactly one changes the row.
         taken = session.execute(
             update(Handoff)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from bot.accounts import CurrentUser, require_api_key_or_role
+from bot.api.deps import app_promises, app_sessions
 from bot.api.outage_schemas import (
     ApproveIn,
     OutageIn,
@@ -45,11 +46,9 @@ from bot.api.schemas import ErrorOut
 from bot.promises.service import (
     InvalidPromise,
     OutageResolved,
-    PromiseService,
     PromiseView,
     TargetView,
 )
-from bot.storage.db import SessionFactory
 from bot.storage.models import SERVICES, Outage, OutageArea
 
 router = APIRouter(prefix="/api/v1", tags=["outages"])
@@ -96,16 +95,6 @@ API_ACTOR = "api"
 def actor_of(user: CurrentUser | None) -> str:
     """Who acted, for the audit log: the logged-in user's username, or ``api`` for the key."""
     return API_ACTOR if user is None else user.username
-
-
-def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
-
-
-def _promises(request: Request) -> PromiseService:
-    service: PromiseService = request.app.state.promises
-    return service
 
 
 def _now() -> datetime:
@@ -186,7 +175,7 @@ def create_outage(body: OutageIn, request: Request) -> OutageOut:
     """Report a new outage (operations feed). 409 when the reference is already known."""
     conflict = HTTPException(status_code=409, detail=f"outage {body.reference!r} already exists")
     try:
-        with _sessions(request)() as session, session.begin():
+        with app_sessions(request)() as session, session.begin():
             exists = session.scalar(select(Outage.id).where(Outage.reference == body.reference))
             if exists is not None:
                 raise conflict
@@ -224,7 +213,7 @@ def update_outage(reference: Reference, body: OutagePatch, request: Request) -> 
     subscribers). Sending ``resolved_at`` again corrects it and re-scores."""
     now = _now()
     sent = body.model_fields_set
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         outage = _load(session, reference, lock=True)
         for name in (
             "service",
@@ -249,7 +238,7 @@ def update_outage(reference: Reference, body: OutagePatch, request: Request) -> 
         session.flush()
         if body.resolved_at is not None:
             try:
-                _promises(request).resolve(session, outage.id, body.resolved_at, now)
+                app_promises(request).resolve(session, outage.id, body.resolved_at, now)
             except InvalidPromise as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
         result = _outage_out(outage)
@@ -267,10 +256,10 @@ def get_promise(reference: Reference, request: Request, _user: ReaderOrKey) -> P
     409 when the outage is resolved: there is nothing left to promise.
     """
     now = _now()
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         outage = _load(session, reference)
         try:
-            view = _promises(request).current(session, outage.id, now)
+            view = app_promises(request).current(session, outage.id, now)
         except OutageResolved as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         assert view is not None  # the outage exists
@@ -287,10 +276,10 @@ def approve_promise(
 ) -> PromiseOut:
     """Approve the suggested promise: from now on everyone is told it (supervisors)."""
     now = _now()
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         outage = _load(session, reference)
         try:
-            view = _promises(request).approve(session, outage.id, actor_of(user), now)
+            view = app_promises(request).approve(session, outage.id, actor_of(user), now)
         except OutageResolved as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         except InvalidPromise as exc:
@@ -308,10 +297,10 @@ def override_promise(
 ) -> PromiseOut:
     """Replace the promise by a deadline of the supervisor's, with a reason (audited)."""
     now = _now()
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         outage = _load(session, reference)
         try:
-            view = _promises(request).override(
+            view = app_promises(request).override(
                 session, outage.id, body.deadline, body.reason, actor_of(user), now
             )
         except OutageResolved as exc:
@@ -328,8 +317,8 @@ def override_promise(
 )
 def list_targets(request: Request, _user: SupervisorOrKey) -> list[TargetOut]:
     """The target of every service (the default where supervisors set none)."""
-    with _sessions(request)() as session:
-        return [_target_out(view) for view in _promises(request).targets(session)]
+    with app_sessions(request)() as session:
+        return [_target_out(view) for view in app_promises(request).targets(session)]
 
 
 @router.put(
@@ -342,10 +331,12 @@ def put_target(
 ) -> TargetOut:
     """Set the probability promises for ``service`` are kept (0 < target < 1)."""
     now = _now()
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         _known_service(session, service)
         try:
-            view = _promises(request).set_target(session, service, body.target, actor_of(user), now)
+            view = app_promises(request).set_target(
+                session, service, body.target, actor_of(user), now
+            )
         except InvalidPromise as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return _target_out(view)
@@ -382,8 +373,8 @@ def preview_target(
     without storing it), ``new`` what they would be told after saving the target.
     """
     now = _now()
-    promises = _promises(request)
-    with _sessions(request)() as session:
+    promises = app_promises(request)
+    with app_sessions(request)() as session:
         _known_service(session, service)
         current_target = promises.target_for(session, service)
         try:

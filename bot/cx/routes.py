@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from bot.accounts import CurrentUser, page_user, require_role
+from bot.api.deps import app_sessions, app_settings
 from bot.cx.forwarding import WebhookForwarder, forward_counts, retry_failed
 from bot.cx.themes import ThemeService
 from bot.feedback.service import (
@@ -39,8 +40,6 @@ from bot.feedback.service import (
     list_observations,
     record_feedback,
 )
-from bot.settings import Settings
-from bot.storage.db import SessionFactory
 from bot.storage.models import FEEDBACK_CATEGORIES, FEEDBACK_STATES, Conversation, Outage
 from bot.web import render_page, translate
 from knowledge.encoders import EncoderUnavailableError
@@ -60,16 +59,6 @@ PAGE_LIMIT = 200
 router = APIRouter()
 CxUser = Annotated[CurrentUser, Depends(require_role("cx"))]
 AnyUser = Annotated[CurrentUser, Depends(require_role())]
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
 
 
 def _now() -> datetime:
@@ -110,13 +99,13 @@ def _unprocessable(user: CurrentUser, key: str, **params: object) -> HTTPExcepti
 @router.post("/api/v1/feedback", status_code=201, tags=["cx"])
 def send_feedback(body: FeedbackIn, request: Request, user: AnyUser) -> FeedbackOut:
     """Store an observation for the CX team (committed before this answers 201)."""
-    settings = _settings(request)
+    settings = app_settings(request)
     text = body.text.strip()
     if not text:
         raise _unprocessable(user, "cx.error.text_empty")
     if len(text) > settings.cx_feedback_max_chars:
         raise _unprocessable(user, "cx.error.text_too_long", max=settings.cx_feedback_max_chars)
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         conversation_id = body.conversation_id or None
         if conversation_id is not None and session.get(Conversation, conversation_id) is None:
             raise _unprocessable(user, "cx.error.unknown_conversation", id=conversation_id)
@@ -201,7 +190,7 @@ def _load(
     limit: int | None,
     offset: int = 0,
 ) -> list[Observation]:
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         observations = list_observations(
             session,
             states=states or (),
@@ -221,12 +210,12 @@ def cx_page(
     category: Annotated[Category | Literal[""], Query()] = "",
 ) -> HTMLResponse:
     """The CX inbox: observations, their states and comments, themes, forwarding."""
-    settings = _settings(request)
+    settings = app_settings(request)
     observations = _load(
         request, [state] if state else None, [category] if category else None, PAGE_LIMIT
     )
     filters = {key: value for key, value in (("state", state), ("category", category)) if value}
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         counts = count_by_state(session)
         forwards = forward_counts(session)
     zone = ZoneInfo(settings.timezone)
@@ -277,7 +266,7 @@ class StateIn(BaseModel):
 def set_state(feedback_id: int, body: StateIn, request: Request, user: CxUser) -> dict[str, Any]:
     """Move an observation to another state; the change is recorded (who, when, from, to)."""
     try:
-        with _sessions(request)() as session, session.begin():
+        with app_sessions(request)() as session, session.begin():
             change_state(
                 session,
                 feedback_id,
@@ -294,7 +283,7 @@ def set_state(feedback_id: int, body: StateIn, request: Request, user: CxUser) -
 
 
 def _observation_by_id(request: Request, feedback_id: int) -> dict[str, Any]:
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         found = list_observations(session, ids=[feedback_id], limit=None)
         if not found:
             raise HTTPException(404)
@@ -311,14 +300,14 @@ class CommentIn(BaseModel):
 @router.post("/api/v1/cx/observations/{feedback_id}/comments", status_code=201, tags=["cx"])
 def comment(feedback_id: int, body: CommentIn, request: Request, user: CxUser) -> dict[str, Any]:
     """Add a comment to an observation."""
-    settings = _settings(request)
+    settings = app_settings(request)
     text = body.text.strip()
     if not text:
         raise _unprocessable(user, "cx.error.comment_empty")
     if len(text) > settings.cx_comment_max_chars:
         raise _unprocessable(user, "cx.error.comment_too_long", max=settings.cx_comment_max_chars)
     try:
-        with _sessions(request)() as session, session.begin():
+        with app_sessions(request)() as session, session.begin():
             row = add_comment(
                 session,
                 feedback_id,
@@ -424,7 +413,7 @@ def themes(request: Request, user: CxUser) -> dict[str, Any]:
     """Observations grouped by meaning: label, count, sources, weekly trend, growing."""
     service: ThemeService = request.app.state.cx_themes
     try:
-        with _sessions(request)() as session, session.begin():
+        with app_sessions(request)() as session, session.begin():
             report = service.report(session, now=_now())
     except EncoderUnavailableError as exc:
         raise HTTPException(
@@ -436,15 +425,15 @@ def themes(request: Request, user: CxUser) -> dict[str, Any]:
 @router.get("/api/v1/cx/forwards", tags=["cx"])
 def forwards(request: Request, user: CxUser) -> dict[str, Any]:
     """Webhook forwards per status, and whether a webhook is configured."""
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         counts = forward_counts(session)
-    return {"configured": _settings(request).cx_webhook_url is not None, **counts}
+    return {"configured": app_settings(request).cx_webhook_url is not None, **counts}
 
 
 @router.post("/api/v1/cx/forwards/retry", tags=["cx"])
 def retry_forwards(request: Request, user: CxUser) -> dict[str, int]:
     """Schedule the failed forwards again (fresh attempts, due now)."""
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         count = retry_failed(session, now=_now())
     forwarder: WebhookForwarder | None = getattr(request.app.state, "cx_forwarder", None)
     if forwarder is not None and count:

@@ -22,10 +22,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.api.deps import app_sessions
 from bot.api.outages import SupervisorOrKey
 from bot.api.schemas import ErrorOut
 from bot.delivery.store import count_dead, dead_letters, queue_health, retry_dead
-from bot.storage.db import SessionFactory
 from bot.storage.models import Outage, OutboxMessage
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
@@ -76,11 +76,6 @@ class HealthOut(BaseModel):
     )
 
 
-def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
-
-
 @router.get("/dead-letters", response_model=DeadLettersOut, responses=_ERRORS)
 def list_dead_letters(
     request: Request,
@@ -89,7 +84,7 @@ def list_dead_letters(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DeadLettersOut:
     """Messages given up on, the most recent first, with the reason."""
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         rows = dead_letters(session, limit=limit, offset=offset)
         references = _references(session, rows)
         return DeadLettersOut(
@@ -122,7 +117,7 @@ def retry_dead_letter(
 ) -> RetryOut:
     """Put a dead message back in the queue with a fresh set of attempts, due now."""
     now = datetime.now(UTC)
-    with _sessions(request)() as session, session.begin():
+    with app_sessions(request)() as session, session.begin():
         row = session.get(OutboxMessage, outbox_id)
         if row is None:
             raise HTTPException(status_code=404, detail=f"unknown outbox message {outbox_id}")
@@ -136,7 +131,7 @@ def retry_dead_letter(
 @router.get("/health", response_model=HealthOut, responses=_ERRORS)
 def outbox_health(request: Request, _user: SupervisorOrKey) -> HealthOut:
     """How the queue is doing: backlog, throughput in the last hour, dead letters."""
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         health = queue_health(session, now=datetime.now(UTC))
     return HealthOut(
         pending=health.pending,

@@ -28,11 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.accounts import CurrentUser, page_user
+from bot.api.deps import app_promises, app_sessions, app_settings
 from bot.api.outages import SupervisorOrKey
 from bot.delivery.store import count_dead, dead_letters, queue_health
-from bot.promises.service import PromiseService
-from bot.settings import Settings
-from bot.storage.db import SessionFactory
 from bot.storage.models import Outage
 from bot.supervisor.charts import calibration_svg
 from bot.supervisor.report import active_outages, broken_promises, calibration
@@ -60,23 +58,8 @@ _CHART_LABELS = (
 )
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
-
-
-def _promises(request: Request) -> PromiseService:
-    promises: PromiseService = request.app.state.promises
-    return promises
-
-
 def _weeks_query(request: Request, weeks: int | None) -> int:
-    settings = _settings(request)
+    settings = app_settings(request)
     return settings.supervisor_calibration_weeks if weeks is None else weeks
 
 
@@ -96,12 +79,12 @@ def supervisor_page(
     weeks: Weeks = None,
 ) -> HTMLResponse:
     """The supervisors' page (supervisors and admins; others get the 403 page)."""
-    settings = _settings(request)
+    settings = app_settings(request)
     period = _weeks_query(request, weeks)
     zone = ZoneInfo(settings.timezone)
     now = datetime.now(UTC)
-    promises = _promises(request)
-    with _sessions(request)() as session, session.begin():
+    promises = app_promises(request)
+    with app_sessions(request)() as session, session.begin():
         # Reading a promise may store the engine's new suggestion, as the promise API does.
         outages = active_outages(session, promises, now)
         targets = promises.targets(session)
@@ -218,12 +201,12 @@ class BrokenPromiseOut(BaseModel):
 
 
 def _calibration(request: Request, weeks: int | None) -> Any:
-    settings = _settings(request)
+    settings = app_settings(request)
     now = datetime.now(UTC)
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         return calibration(
             session,
-            _promises(request),
+            app_promises(request),
             now=now,
             weeks=_weeks_query(request, weeks),
             zone=ZoneInfo(settings.timezone),
@@ -263,6 +246,6 @@ def get_calibration_svg(
 def get_broken_promises(request: Request, _user: SupervisorOrKey, weeks: Weeks = None) -> Any:
     """The broken promises of the last weeks, latest first, with their follow-up messages."""
     now = datetime.now(UTC)
-    with _sessions(request)() as session:
+    with app_sessions(request)() as session:
         rows = broken_promises(session, now=now, weeks=_weeks_query(request, weeks))
     return [row.to_dict() for row in rows]
