@@ -13,6 +13,7 @@ from actions.feedback import ActionRecordFeedback
 from actions.forms import ValidateOutageForm
 from actions.handoff import ActionHandoff
 from actions.knowledge import ActionAnswerQuestion
+from actions.language import ActionSetLanguage
 from actions.outages import ActionCheckOutage
 from actions.promises import ActionTellPromise
 from actions.subscriptions import ActionSubscribeUpdates, ActionUnsubscribe
@@ -23,6 +24,7 @@ __all__ = ["ActionContext", "build_actions"]
 def build_actions(context: ActionContext) -> list[Action]:
     """Every custom action of the domain, wired to ``context``."""
     return [
+        ActionSetLanguage(),
         ValidateOutageForm(),
         ActionCheckOutage(context),
         ActionTellPromise(context),

@@ -15,7 +15,7 @@ through the real login form, then:
    conversations) to ``POST /api/v1/conversations/{id}/messages`` with channel ``console``, the
    session cookie and the CSRF token, exactly as the console's script does, and times each round
    trip (send -> complete JSON answer, which includes the next-best answers).
-2. **Breakdown** (``--breakdown``): the same texts straight to Rasa (the three calls of
+2. **Breakdown** (``--breakdown``): the same texts straight to Rasa (the two calls of
    :class:`bot.rasa_client.RasaClient`) and to the knowledge retriever, to see where the time
    goes.
 3. **Browser** (``--browser N``, needs Playwright and /usr/bin/chromium): N messages typed into
@@ -183,7 +183,7 @@ def http_round_trips(
 
 
 def breakdown(settings: Settings, total: int) -> dict[str, Any]:
-    """Rasa alone (the service's three calls) and the retriever alone, on the same texts."""
+    """Rasa alone (the service's two calls) and the retriever alone, on the same texts."""
     from bot.rasa_client import RasaClient
     from bot.suggestions.knowledge import suggestions_for_turn
     from knowledge import Retriever

@@ -39,6 +39,11 @@ def build_router(executor: ActionExecutor) -> APIRouter:
             return JSONResponse({"error": "Invalid body request"}, status_code=400)
         if not isinstance(action_call, dict):
             return JSONResponse({"error": "Invalid body request"}, status_code=400)
+        if "domain" not in action_call and "domain_digest" not in action_call:
+            # Rasa 3.6's selective domain sends the domain only to the actions that declare
+            # `send_domain` in domain.yml, and no digest; newer rasa-sdk executors refuse a call
+            # with neither. The other actions do not read the domain.
+            action_call["domain"] = {}
         try:
             result = await executor.run(action_call)
         except ActionExecutionRejection as exc:

@@ -1,8 +1,11 @@
 """The Belofte service's client for the Rasa server (loopback, token-protected HTTP API).
 
-One user turn is three calls: set the ``language`` slot, send the message through Rasa's REST
-channel (which runs the whole turn, custom actions included), then read the tracker for what NLU
-understood and which slots the turn set.
+One user turn is two calls: send the message through Rasa's REST channel (which runs the whole
+turn, custom actions included), then read the tracker for what NLU understood and which slots the
+turn set. The language travels in the message's metadata; ``action_set_language`` (the
+``language`` slot's mapping) sets the slot from it inside the turn. Setting it with a separate
+``tracker/events`` call before the turn cost a Rasa round trip, and on a conversation's first
+message the event landed before the session start, where Rasa's turn did not see it.
 """
 
 from __future__ import annotations
@@ -73,16 +76,14 @@ class RasaClient:
         self, conversation_id: str, text: str, language: Language, metadata: dict[str, Any]
     ) -> RasaTurn:
         """Run one turn; raises :class:`RasaUnavailable` if Rasa fails at any step."""
-        await self._request(
-            "POST",
-            f"/conversations/{conversation_id}/tracker/events",
-            json=[{"event": "slot", "name": "language", "value": language}],
-            params={"include_events": "NONE"},
-        )
         replies = await self._request(
             "POST",
             "/webhooks/rest/webhook",
-            json={"sender": conversation_id, "message": text, "metadata": metadata},
+            json={
+                "sender": conversation_id,
+                "message": text,
+                "metadata": {**metadata, "language": language},
+            },
         )
         tracker = await self._request(
             "GET",

@@ -113,7 +113,12 @@ class RasaProject:
         """
         home = self.settings.resolved_home
         endpoints: dict[str, object] = {
-            "action_endpoint": {"url": self.settings.action_endpoint_url},
+            # Selective domain: Rasa sends its domain (every response, twice) only to the actions
+            # that ask for it in domain.yml, not with every action call.
+            "action_endpoint": {
+                "url": self.settings.action_endpoint_url,
+                "enable_selective_domain": True,
+            },
             # Conversations survive a Rasa restart.
             "tracker_store": {
                 "type": "SQL",

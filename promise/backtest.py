@@ -65,6 +65,10 @@ class _Scores:
     pinball: list[float] = field(default_factory=list)
     no_clock_time: int = 0
     by_group: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    #: (kept, promise minutes) per moment asked (minutes open: 0, 60, 240).
+    by_open: dict[float, list[tuple[bool, float]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
 
 def _wilson(kept: int, n: int) -> tuple[float, float]:
@@ -89,6 +93,16 @@ def _summary(scores: _Scores) -> dict[str, Any]:
         "kept_rate_by": {
             group: {"kept_rate": round(sum(values) / len(values), 4), "n": len(values)}
             for group, values in sorted(scores.by_group.items())
+        },
+        # The moments differ: outages still open after 1 h or 4 h are the slow ones, so their
+        # promises are longer; published figures are often for promises on opening alone.
+        "by_open_minutes": {
+            f"{minutes:g}": {
+                "kept_rate": round(sum(k for k, _ in values) / len(values), 4),
+                "median_promise_minutes": round(float(np.median([m for _, m in values])), 1),
+                "n": len(values),
+            }
+            for minutes, values in sorted(scores.by_open.items())
         },
     }
 
@@ -218,6 +232,7 @@ def _score(
     scores.pinball.append(max(target * error, (target - 1.0) * error))
     scores.by_group[f"service={point.incident.service}"].append(kept)
     scores.by_group[f"cause={point.incident.cause}"].append(kept)
+    scores.by_open[point.open_minutes].append((kept, promised))
 
 
 def write_calibration_plot(calibration: dict[str, dict[str, float | None]], path: Path) -> None:

@@ -22,6 +22,8 @@ class FakeRasaServer:
         self.reply: list[dict[str, Any]] = [{"recipient_id": "x", "text": "Hoi!"}]
         self.turn_events: list[dict[str, Any]] = []
         self.intent: dict[str, Any] = {"name": "greet", "confidence": 0.97}
+        #: The metadata of every message sent to the REST channel, in order.
+        self.metadata: list[dict[str, Any]] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         """The mock transport's handler."""
@@ -29,11 +31,12 @@ class FakeRasaServer:
         if request.url.params.get("token") != self.token:
             return httpx.Response(401, json={"message": "unauthorized"})
         path = request.url.path
-        if path.endswith("/tracker/events"):
-            for event in json.loads(request.content):
-                self.slots[event["name"]] = event["value"]
-            return httpx.Response(200, json={})
         if path == "/webhooks/rest/webhook":
+            body = json.loads(request.content)
+            self.metadata.append(body.get("metadata") or {})
+            # What the domain's action_set_language does with the message's metadata.
+            if body.get("metadata", {}).get("language") in ("nl", "en"):
+                self.slots["language"] = body["metadata"]["language"]
             return httpx.Response(200, json=self.reply)
         if path.endswith("/tracker"):
             events = [{"event": "user", "text": "..."}, *self.turn_events]

@@ -37,9 +37,16 @@ def executor(db_engine: Engine, session: Session, tmp_path: Any) -> ActionExecut
 
 
 def _call(
-    executor: ActionExecutor, action: str, slots: dict[str, Any], text: str = "..."
+    executor: ActionExecutor,
+    action: str,
+    slots: dict[str, Any],
+    text: str = "...",
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``action`` with an action-server request shaped like Rasa 3.6's."""
+    """Run ``action`` with an action-server request shaped like Rasa 3.6's.
+
+    As with the endpoint's selective domain, only form validation is given the domain.
+    """
     tracker = {
         "sender_id": "conv-1",
         "slots": {"language": "nl", **slots},
@@ -47,7 +54,7 @@ def _call(
             "text": text,
             "intent": {},
             "entities": [],
-            "metadata": {"channel": "api"},
+            "metadata": metadata if metadata is not None else {"channel": "api"},
         },
         # Forms validate the slots extracted since the user's message: replay them as events.
         "events": [
@@ -63,7 +70,13 @@ def _call(
         "slots": {name: {} for name in ("postcode", "service")},
         "forms": {"outage_form": {"required_slots": ["postcode", "service"]}},
     }
-    call = {"next_action": action, "sender_id": "conv-1", "tracker": tracker, "domain": domain}
+    call: dict[str, Any] = {
+        "next_action": action,
+        "sender_id": "conv-1",
+        "tracker": tracker,
+        # What the service's action router hands the executor when Rasa sent no domain.
+        "domain": domain if action.startswith("validate_") else {},
+    }
     result = asyncio.run(executor.run(call))
     assert result is not None
     return result.model_dump()
@@ -182,3 +195,22 @@ def test_handoff_is_recorded(executor: ActionExecutor, db_engine: Engine) -> Non
 def test_questions_get_an_offer_of_a_human_not_a_guess(executor: ActionExecutor) -> None:
     result = _call(executor, "action_answer_question", {}, text="wat kost een monteur")
     assert result["responses"][0]["response"] == "utter_no_confident_answer"
+
+
+def test_language_is_set_from_the_messages_metadata(executor: ActionExecutor) -> None:
+    english = _call(
+        executor, "action_set_language", {"language": "nl"}, metadata={"language": "en"}
+    )
+    assert _slot_events(english) == {"language": "en"}
+    assert english["responses"] == []
+
+
+def test_language_unchanged_or_missing_adds_no_event(executor: ActionExecutor) -> None:
+    same = _call(executor, "action_set_language", {"language": "en"}, metadata={"language": "en"})
+    assert same["events"] == []
+    # rasa shell and the model's own tests send no metadata: the slot keeps its value.
+    missing = _call(executor, "action_set_language", {"language": "en"}, metadata={})
+    assert missing["events"] == []
+    german = {"language": "de"}
+    unknown = _call(executor, "action_set_language", {"language": "nl"}, metadata=german)
+    assert unknown["events"] == []

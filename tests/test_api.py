@@ -102,6 +102,12 @@ def test_the_language_slot_follows_the_users_language(
         "/api/v1/conversations/c2/messages", json={"text": "when will my internet work again"}
     )
     assert english.json()["language"] == "en"
+    # The language travels with the message itself (no separate slot call before the turn).
+    assert rasa.metadata[-1]["language"] == "en"
+    assert [r.url.path for r in rasa.requests[-2:]] == [
+        "/webhooks/rest/webhook",
+        "/conversations/c2/tracker",
+    ]
     assert rasa.slots["language"] == "en"
     # A bare postcode carries no language: the conversation stays English.
     postcode = client.post("/api/v1/conversations/c2/messages", json={"text": "1012 AB"})

@@ -78,8 +78,8 @@ class ConversationService:
         self._engine = engine
         self._identifier = identifier
         self._knowledge = knowledge
-        # Turns of one conversation are handled one at a time, so that the language slot set
-        # for a message is the one Rasa sees when it handles that message.
+        # Turns of one conversation are handled one at a time, so that the tracker read after a
+        # turn (intent, slots set) belongs to that turn and not to a message sent meanwhile.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def validate(self, text: str, language: Language) -> str:

@@ -248,8 +248,11 @@ def test_4_cx_sees_both_observations_and_triages_one(
     named = _observation(page, named_text)
     expect(named).to_have_count(1)
     expect(named.locator("[data-testid=observation-author]")).to_have_text(agent.display_name)
-    if 1 in scenario.done:  # sent "about this conversation": CX can open it
+    if 1 in scenario.done:  # sent "about this conversation": CX can open it and its outage
         expect(named.locator("[data-testid=observation-conversation]")).to_be_visible()
+        expect(named.locator("[data-testid=observation-outage]")).to_contain_text(
+            scenario.reference
+        )
 
     anonymous = _observation(page, anonymous_text)
     expect(anonymous).to_have_count(1)

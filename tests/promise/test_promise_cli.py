@@ -85,6 +85,11 @@ def test_backtest_prints_the_documented_json_and_writes_the_plot(
     for cause in ("cause=power", "cause=cable_cut"):
         assert abs(ours[cause]["kept_rate"] - 0.8) < abs(static[cause]["kept_rate"] - 0.8)
     assert figures["pinball"] < report["baselines"]["static_quantile"]["0.8"]["pinball"]
+    # The same promises split by the moment they were asked (on opening, after 1 h and 4 h).
+    by_open = figures["by_open_minutes"]
+    assert set(by_open) == {"0", "60", "240"}
+    assert sum(m["n"] for m in by_open.values()) == figures["n"]
+    assert by_open["0"]["n"] >= by_open["60"]["n"] >= by_open["240"]["n"]
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 

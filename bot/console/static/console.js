@@ -62,9 +62,10 @@
   // -- the open conversation -------------------------------------------------------------------
 
   // The feedback dialog (bot/cx) reads window.Belofte.currentConversation: the id of a
-  // conversation that exists on the server, else null.
+  // conversation that exists on the server, else null; and currentOutage, the outage in play.
   function publishConversation() {
     B.currentConversation = state.exists ? state.conversationId : null;
+    B.currentOutage = state.exists ? state.outage : null;
     root.dataset.conversation = state.conversationId;
     root.dataset.exists = state.exists ? "true" : "false";
     document.dispatchEvent(
@@ -376,6 +377,7 @@
       return;
     }
     state.outage = p.outage;
+    B.currentOutage = p.outage;
     var byId = function (id) {
       return document.getElementById(id);
     };
