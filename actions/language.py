@@ -8,15 +8,17 @@ the reply to that very message is in its language, the first message of a conver
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from bot.settings import Language
+
 #: The values of the ``language`` slot (domain.yml).
-LANGUAGES = ("nl", "en")
+LANGUAGES: tuple[str, ...] = get_args(Language)
 
 
 class ActionSetLanguage(Action):

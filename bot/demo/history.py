@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.demo.seed import DemoOutage, generate_demo_outages
+from bot.promises.service import incident_of
 from promise.incident import Incident
 
 
@@ -24,14 +25,4 @@ def demo_incidents(now: datetime, seed: int = 7) -> list[Incident]:
 
 
 def _incident(outage: DemoOutage) -> Incident:
-    return Incident(
-        id=outage.reference,
-        started_at=outage.started_at,
-        resolved_at=outage.resolved_at,
-        service=outage.service,
-        cause=outage.cause,
-        region=outage.region_name,
-        customers_affected=outage.customers_affected,
-        description=outage.description,
-        attributes={"country": outage.country, "reference": outage.reference},
-    )
+    return incident_of(outage, {"country": outage.country, "reference": outage.reference})

@@ -25,7 +25,7 @@ from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
 from bot.promises.config import engine_config
-from bot.promises.service import score
+from bot.promises.service import incident_of, score
 from bot.settings import Settings, get_settings
 from bot.storage.models import (
     Outage,
@@ -729,17 +729,7 @@ class PromiseHistoryReport:
 
 def _demo_incident(outage: DemoOutage) -> Incident:
     # The same facts the service hands the engine for a stored outage (no extra attributes).
-    return Incident(
-        id=outage.reference,
-        started_at=outage.started_at,
-        resolved_at=outage.resolved_at,
-        service=outage.service,
-        cause=outage.cause,
-        region=outage.region_name,
-        customers_affected=outage.customers_affected,
-        description=outage.description,
-        attributes={},
-    )
+    return incident_of(outage)
 
 
 @dataclass(slots=True)

@@ -217,7 +217,29 @@ def _actor(actor: str) -> str:
     return actor
 
 
-def _incident(outage: Outage) -> Incident:
+class OutageFacts(Protocol):
+    """What the engine needs to know of an outage: a stored one, or a generated demo one."""
+
+    @property
+    def reference(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def resolved_at(self) -> datetime | None: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def cause(self) -> str: ...
+    @property
+    def region_name(self) -> str: ...
+    @property
+    def customers_affected(self) -> int: ...
+    @property
+    def description(self) -> str | None: ...
+
+
+def incident_of(outage: OutageFacts, attributes: Mapping[str, object] | None = None) -> Incident:
+    """The engine's view of ``outage``, with ``attributes`` (stringified) as extra facts."""
     return Incident(
         id=outage.reference,
         started_at=outage.started_at,
@@ -227,7 +249,7 @@ def _incident(outage: Outage) -> Incident:
         region=outage.region_name,
         customers_affected=outage.customers_affected,
         description=outage.description,
-        attributes={str(k): str(v) for k, v in (outage.attributes or {}).items()},
+        attributes={str(k): str(v) for k, v in (attributes or {}).items()},
     )
 
 
@@ -647,7 +669,8 @@ class PromiseService:
             if end is not None and end > now:
                 return _view(live, outage)
         target = self.target_for(session, outage.service)
-        estimate = self.engine(session, now).promise(_incident(outage), now, target)
+        incident = incident_of(outage, outage.attributes)
+        estimate = self.engine(session, now).promise(incident, now, target)
         if live is not None and self._reusable(live, estimate, now):
             return _view(live, outage)
         # Two requests racing here may both store the same suggestion; the newest one wins and
@@ -1059,5 +1082,6 @@ class PromiseService:
             if live is not None and live.status in _SUPERVISED:
                 end = _end(live)
                 standing = live if end is not None and end > now else None
-            result.append((outage, standing, engine.promise(_incident(outage), now, target)))
+            estimate = engine.promise(incident_of(outage, outage.attributes), now, target)
+            result.append((outage, standing, estimate))
         return result
