@@ -49,13 +49,41 @@ class EvidenceEngine:
         )
 
 
+class NoClockEngine:
+    """Too little evidence: no clock time, only the next update in 30 minutes."""
+
+    def fit(self, history: Sequence[Incident], now: datetime) -> NoClockEngine:
+        return self
+
+    def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
+        return Estimate(
+            made_at=now,
+            target=target,
+            deadline=None,
+            next_update_at=now + timedelta(minutes=30),
+            remaining_minutes=None,
+            explanation=Explanation("all", 3, 2, 60.0, "test/1"),
+        )
+
+
+@pytest.fixture
+def engine() -> EvidenceEngine | NoClockEngine:
+    """The promise engine of the page's service (a test may parametrize another)."""
+    return EvidenceEngine()
+
+
 @pytest.fixture
 def settings(api_settings: Settings) -> Settings:
     return api_settings.model_copy(update={"api_key": SecretStr(KEY)})
 
 
 @pytest.fixture
-def client(settings: Settings, db_engine: Engine, session: Session) -> Iterator[TestClient]:
+def client(
+    settings: Settings,
+    db_engine: Engine,
+    session: Session,
+    engine: EvidenceEngine | NoClockEngine,
+) -> Iterator[TestClient]:
     outage = add_outage(session, REF, started_at=STARTED)
     session.add(
         OutboxMessage(
@@ -72,7 +100,7 @@ def client(settings: Settings, db_engine: Engine, session: Session) -> Iterator[
         )
     )
     session.commit()
-    promises = PromiseService(settings, engine_factory=lambda _config: EvidenceEngine())
+    promises = PromiseService(settings, engine_factory=lambda _config: engine)
     dialogue = RasaClient(settings, transport=httpx.MockTransport(FakeRasaServer().handler))
     app = create_app(
         settings,
@@ -180,3 +208,20 @@ def test_the_chart_speaks_the_language_asked(client: TestClient) -> None:
     assert "Gehouden per week" in dutch.text
     english = client.get("/api/v1/supervisor/calibration.svg?lang=en&weeks=4", headers=AUTH)
     assert "Kept rate per week" in english.text
+
+
+@pytest.mark.parametrize("engine", [NoClockEngine()])
+def test_a_next_update_time_is_shown_without_a_probability(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    login(client, session, settings, "supervisor")
+    html = client.get("/supervisor").text
+    row = re.search(
+        rf'<article[^>]*data-testid="outage-row" data-reference="{REF}".*?</article>', html, re.S
+    )
+    assert row is not None
+    block = row.group(0)
+    assert "volgende update om" in block
+    assert 'data-testid="promise-time"' in block
+    # "80 % kans" belongs to a promised clock time, not to the time of the next update.
+    assert 'data-testid="promise-target"' not in block
