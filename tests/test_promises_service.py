@@ -518,6 +518,79 @@ def test_resolve_with_thousands_of_subscribers_takes_a_few_queries(
     assert session.scalar(select(func.count(OutboxMessage.id))) == 2250
 
 
+def test_renewal_to_thousands_of_subscribers_takes_a_few_queries(
+    session: Session, service: PromiseService, engine: ScriptedEngine, db_engine: Engine
+) -> None:
+    outage = _outage(session)
+    engine.deadline = T0 + timedelta(hours=2)
+    old = service.current(session, outage.id, T0)
+    assert old is not None
+    subscriptions = _bulk_subscribe(session, outage, 2500)
+    active = [s for s in subscriptions if s.cancelled_at is None]
+    # Every subscriber was told the old promise where they subscribed.
+    session.execute(
+        insert(PromiseGiven),
+        [
+            {
+                "promise_id": old.promise_id,
+                "outage_id": outage.id,
+                "given_at": T0,
+                "channel": s.channel,
+                "recipient": s.address,
+                "language": s.language,
+                "deadline": old.deadline,
+                "target_quantile": old.target,
+                "evidence": {},
+            }
+            for s in subscriptions
+        ],
+    )
+    engine.deadline = T0 + timedelta(hours=3)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    now = T0 + timedelta(minutes=110)
+    event.listen(db_engine, "before_cursor_execute", count)
+    try:
+        queued = service.renew_due(session, now)
+    finally:
+        event.remove(db_engine, "before_cursor_execute", count)
+    assert queued == len(active) == 2250
+    # Per recipient it took several queries each (a lookup, a promise given, an outbox INSERT).
+    assert len(statements) < 40, statements
+
+    messages = session.execute(
+        select(
+            OutboxMessage.subscription_id,
+            OutboxMessage.address,
+            OutboxMessage.language,
+            OutboxMessage.promise_given_id,
+            OutboxMessage.payload,
+        ).order_by(OutboxMessage.subscription_id)
+    ).all()
+    assert [(m.subscription_id, m.address, m.language) for m in messages] == [
+        (s.id, s.address, s.language) for s in active
+    ]
+    assert {m.payload["params"]["new_deadline"] for m in messages} == {
+        (T0 + timedelta(hours=3)).isoformat()
+    }
+    # Each message is linked to the new promise as recorded for its own subscriber.
+    given = {
+        g.id: g
+        for g in session.scalars(
+            select(PromiseGiven).where(PromiseGiven.promise_id != old.promise_id)
+        )
+    }
+    assert len(given) == 2250
+    assert all(given[m.promise_given_id].recipient == m.address for m in messages)
+    assert all(given[m.promise_given_id].language == m.language for m in messages)
+    # Nothing twice.
+    assert service.renew_due(session, now + timedelta(minutes=1)) == 0
+    assert session.scalar(select(func.count(OutboxMessage.id))) == 2250
+
+
 def test_resolve_in_bulk_honours_preferred_channels_opt_outs_and_cancellations(
     session: Session, service: PromiseService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -672,8 +745,9 @@ def test_renew_due_queues_one_apology_per_subscribed_recipient_and_is_idempotent
             "new_next_update_at": None,
         },
     }
-    session.expire_all()
+    # The promises given this session holds show the renewal without a reload.
     assert {given.renewed_at for given in told} == {now}
+    session.expire_all()
     # The new promise is recorded as given to the two subscribers, linked from their message.
     new_given = session.scalars(
         select(PromiseGiven).where(PromiseGiven.promise_id != old.promise_id)

@@ -366,24 +366,27 @@ def notification_address(session: Session, customer_id: int, channel: str) -> st
     return notification_addresses(session, {customer_id: channel}).get(customer_id)
 
 
-def same_customer_keys(session: Session, channel: str, address: str) -> set[tuple[str, str]]:
-    """Every (channel, subscription address) under which the customer behind ``address`` may
-    have subscribed: a caller told a promise on the phone subscribes by SMS, for example.
-
-    Subscription addresses are conversation ids (``sms:+316...``); empty when nobody is known.
+def same_customer_keys_many(
+    session: Session, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """Per (channel, address) pair: every (channel, subscription address) under which the
+    customer behind it may have subscribed (a caller told a promise on the phone subscribes by
+    SMS, for example). Subscription addresses are conversation ids (``sms:+316...``); pairs of
+    nobody known are left out. A few queries per :data:`LOOKUP_CHUNK` pairs.
     """
-    customer_id = find_customer_id(session, channel, address)
-    if customer_id is None:
-        return set()
-    keys: set[tuple[str, str]] = set()
-    for identity_channel, external in session.execute(
-        select(ChannelIdentity.channel, ChannelIdentity.external_id).where(
-            ChannelIdentity.customer_id == customer_id
-        )
-    ):
-        targets = PHONE_CHANNELS if identity_channel == PHONE_IDENTITY else (identity_channel,)
-        keys.update((target, conversation_id(target, str(external))) for target in targets)
-    return keys
+    customers = find_customer_ids(session, pairs)
+    keys: dict[int, set[tuple[str, str]]] = {}
+    for chunk in _chunks(sorted(set(customers.values()))):
+        for customer_id, identity_channel, external in session.execute(
+            select(
+                ChannelIdentity.customer_id, ChannelIdentity.channel, ChannelIdentity.external_id
+            ).where(ChannelIdentity.customer_id.in_(chunk))
+        ):
+            targets = PHONE_CHANNELS if identity_channel == PHONE_IDENTITY else (identity_channel,)
+            keys.setdefault(customer_id, set()).update(
+                (target, conversation_id(target, str(external))) for target in targets
+            )
+    return {pair: set(keys.get(customer_id, ())) for pair, customer_id in customers.items()}
 
 
 class UnknownCustomer(LookupError):

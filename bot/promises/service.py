@@ -33,11 +33,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import CursorResult, func, inspect, select, text, update
+from sqlalchemy import CursorResult, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from bot.customers.identities import same_customer_keys
+from bot.customers.identities import same_customer_keys_many
 from bot.customers.notifications import outbox_recipient, outbox_recipients
 from bot.promises.config import engine_config
 from bot.promises.history_store import load_incidents
@@ -283,14 +283,31 @@ def score(deadline: datetime | None, resolved_at: datetime) -> str:
     return "kept" if resolved_at <= deadline else "broken"
 
 
-def _subscription_of_customer(
-    session: Session, key: tuple[str, str], subscriptions: Mapping[tuple[str, str], Subscription]
-) -> Subscription | None:
-    """The subscription the person told on ``key`` made on another of their channels, if any."""
-    for other in sorted(same_customer_keys(session, *key)):
-        if other in subscriptions:
-            return subscriptions[other]
-    return None
+def _given_evidence(view: PromiseView) -> dict[str, Any]:
+    """What a promise given records of why (the stored ``evidence`` column)."""
+    explanation = view.explanation
+    return {
+        "n": explanation.get("similar"),
+        "segment": explanation.get("segment"),
+        "fixed_within": explanation.get("fixed_within"),
+        "method_version": explanation.get("method_version"),
+        "status": view.status,
+    }
+
+
+def _subscriptions_of_customers(
+    session: Session,
+    keys: Sequence[tuple[str, str]],
+    subscriptions: Mapping[tuple[str, str], Subscription],
+) -> dict[tuple[str, str], Subscription]:
+    """For each person told on one of ``keys``, the subscription they made on another of their
+    channels, if any (the first by channel and address)."""
+    found: dict[tuple[str, str], Subscription] = {}
+    for key, others in same_customer_keys_many(session, keys).items():
+        match = next((other for other in sorted(others) if other in subscriptions), None)
+        if match is not None:
+            found[key] = subscriptions[match]
+    return found
 
 
 #: Outbox rows per ``INSERT`` statement on SQLite when many are queued at once (13 values a
@@ -829,7 +846,6 @@ class PromiseService:
         ).first()
         if existing is not None:
             return existing
-        explanation = view.explanation
         given = PromiseGiven(
             promise_id=view.promise_id,
             outage_id=view.outage_id,
@@ -841,13 +857,7 @@ class PromiseService:
             deadline=view.deadline,
             next_update_at=view.next_update_at,
             target_quantile=view.target,
-            evidence={
-                "n": explanation.get("similar"),
-                "segment": explanation.get("segment"),
-                "fixed_within": explanation.get("fixed_within"),
-                "method_version": explanation.get("method_version"),
-                "status": view.status,
-            },
+            evidence=_given_evidence(view),
         )
         session.add(given)
         session.flush()
@@ -977,19 +987,40 @@ class PromiseService:
         renewable = [d.id for d in due if (d.deadline, d.next_update_at) != new_times]
         if not renewable:
             return 0
-        old_given = session.scalars(
-            select(PromiseGiven)
-            .where(
-                PromiseGiven.promise_id.in_(renewable),
-                PromiseGiven.renewed_at.is_(None),
-                PromiseGiven.outcome.is_(None),
+        # Set-based, like resolve: a big outage's renewal must be queued well before the old
+        # deadline passes, so recipients are looked up, recorded and queued by the thousand.
+        open_given = (
+            PromiseGiven.promise_id.in_(renewable),
+            PromiseGiven.renewed_at.is_(None),
+            PromiseGiven.outcome.is_(None),
+        )
+        latest: dict[tuple[str, str], Any] = {}  # (channel, recipient) -> its row
+        for given in session.execute(
+            select(
+                PromiseGiven.channel,
+                PromiseGiven.recipient,
+                PromiseGiven.conversation_id,
+                PromiseGiven.deadline,
+                PromiseGiven.next_update_at,
             )
+            .where(*open_given)
             .order_by(PromiseGiven.given_at, PromiseGiven.id)
-        ).all()
-        latest: dict[tuple[str, str], PromiseGiven] = {}
-        for given in old_given:
-            given.renewed_at = now
-            latest[(given.channel, given.recipient)] = given  # ordered: the last one wins
+        ):
+            # Ordered: the last promise told to a recipient is the one the apology names.
+            latest[(given.channel, given.recipient)] = given
+        session.execute(
+            update(PromiseGiven)
+            .where(*open_given)
+            .values(renewed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for loaded in list(session.identity_map.values()):
+            # As in _score_given: loaded rows reload renewed_at when read next.
+            if (
+                isinstance(loaded, PromiseGiven)
+                and inspect(loaded).dict.get("promise_id") in renewable
+            ):
+                session.expire(loaded, ["renewed_at"])
         told_new = {
             (row.channel, row.recipient)
             for row in session.execute(
@@ -1006,51 +1037,117 @@ class PromiseService:
                 )
             )
         }
-        queued = 0
+        # Told on one channel, subscribed on another: a caller who chose SMS updates.
+        elsewhere = _subscriptions_of_customers(
+            session, [key for key in latest if key not in subscriptions], subscriptions
+        )
+        # (subscription, the promise given that it replaces), one per subscription.
+        renewals: list[tuple[Subscription, Any]] = []
         for key, old in latest.items():
-            subscription = subscriptions.get(key) or _subscription_of_customer(
-                session, key, subscriptions
-            )
+            subscription = subscriptions.get(key) or elsewhere.get(key)
             if subscription is None:
                 continue
             target = (subscription.channel, subscription.address)
             if key in told_new or target in told_new:
                 continue
+            if subscription.language not in LANGUAGES:
+                raise InvalidPromise(f"language must be one of {', '.join(LANGUAGES)}")
             told_new.add(target)  # one message per subscription, however often it was told
-            new_given = self.record_given(
-                session,
-                view,
-                channel=subscription.channel,
-                recipient=subscription.address,
-                language=subscription.language,
-                conversation_id=old.conversation_id,
-                now=now,
-            )
-            message_id = queue_message(
-                session,
-                kind="promise_renewed",
-                outage_id=outage_id,
-                channel=subscription.channel,
-                address=subscription.address,
-                language=subscription.language,
+            renewals.append((subscription, old))
+        if not renewals:
+            session.flush()
+            return 0
+        given_ids = self._record_given_many(session, view, renewals, now)
+        # The payload names the old promise, so recipients are routed per distinct old promise
+        # (a handful): a message with the same content already queued for a customer's chosen
+        # channel is not queued twice.
+        groups: dict[tuple[datetime | None, datetime | None], list[int]] = {}
+        for index, (_, old) in enumerate(renewals):
+            groups.setdefault((old.deadline, old.next_update_at), []).append(index)
+        rows: list[dict[str, Any]] = []
+        for (old_deadline, old_next_update_at), indexes in groups.items():
+            payload = {
                 # Breaking a clock time needs an apology; a new update time does not.
-                template="promise_renewed" if old.deadline is not None else "promise_next_update",
-                params={
+                "template": "promise_renewed"
+                if old_deadline is not None
+                else "promise_next_update",
+                "params": {
                     "outage": outage.reference,
                     "service": outage.service,
-                    "old_deadline": _iso(old.deadline),
-                    "old_next_update_at": _iso(old.next_update_at),
+                    "old_deadline": _iso(old_deadline),
+                    "old_next_update_at": _iso(old_next_update_at),
                     "new_deadline": _iso(view.deadline),
                     "new_next_update_at": _iso(view.next_update_at),
                 },
-                dedupe_key=f"renewed:{outage_id}:{view.promise_id}:{target[0]}:{target[1]}",
-                now=now,
-                subscription_id=subscription.id,
-                promise_given_id=new_given.id,
+            }
+            members = [renewals[i][0] for i in indexes]
+            recipients = outbox_recipients(
+                session,
+                [(s.channel, s.address) for s in members],
+                outage_id=outage_id,
+                kind="promise_renewed",
+                payload=payload,
             )
-            queued += message_id is not None
+            rows.extend(
+                _outbox_row(
+                    kind="promise_renewed",
+                    outage_id=outage_id,
+                    recipient=recipient,
+                    language=subscription.language,
+                    payload=payload,
+                    dedupe_key=(
+                        f"renewed:{outage_id}:{view.promise_id}:"
+                        f"{subscription.channel}:{subscription.address}"
+                    ),
+                    now=now,
+                    subscription_id=subscription.id,
+                    promise_given_id=given_ids[index],
+                )
+                for index, subscription, recipient in zip(indexes, members, recipients, strict=True)
+                if recipient is not None
+            )
+        queued = len(_insert_outbox(session, rows))
         session.flush()
         return queued
+
+    def _record_given_many(
+        self,
+        session: Session,
+        view: PromiseView,
+        renewals: Sequence[tuple[Subscription, Any]],
+        now: datetime,
+    ) -> list[int]:
+        """:meth:`record_given` for each subscriber of ``renewals`` (none told ``view`` yet),
+        in one multi-row INSERT; the new rows' ids, in order."""
+        evidence = _given_evidence(view)
+        rows = [
+            {
+                "promise_id": view.promise_id,
+                "outage_id": view.outage_id,
+                "given_at": now,
+                "channel": subscription.channel,
+                "recipient": subscription.address,
+                "conversation_id": old.conversation_id,
+                "language": subscription.language,
+                "deadline": view.deadline,
+                "next_update_at": view.next_update_at,
+                "target_quantile": view.target,
+                "evidence": evidence,
+            }
+            for subscription, old in renewals
+        ]
+        session.execute(insert(PromiseGiven), rows)
+        # Read back by recipient: RETURNING in parameter order would make SQLite insert the
+        # rows one by one. A recipient is told one promise once, so the pair is unique here.
+        ids = {
+            (channel, recipient): given_id
+            for given_id, channel, recipient in session.execute(
+                select(PromiseGiven.id, PromiseGiven.channel, PromiseGiven.recipient).where(
+                    PromiseGiven.promise_id == view.promise_id
+                )
+            )
+        }
+        return [ids[(row["channel"], row["recipient"])] for row in rows]
 
     # -- supervisors: target preview (issue 6, bot/supervisor) -------------------------------
 
