@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -442,6 +443,21 @@ def test_outbox_dedupe_key_is_unique(session: Session) -> None:
 # -- resolving outages with many subscribers (set-based) ---------------------------------------
 
 
+@contextmanager
+def _statements(db_engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements sent to ``db_engine`` inside the block."""
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(db_engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(db_engine, "before_cursor_execute", count)
+
+
 def _bulk_subscribe(session: Session, outage: Outage, count: int) -> list[Subscription]:
     """``count`` SMS subscriptions in one INSERT; every tenth is cancelled."""
     session.execute(
@@ -479,18 +495,10 @@ def test_resolve_with_thousands_of_subscribers_takes_a_few_queries(
     )  # fmt: skip
     subscriptions = _bulk_subscribe(session, outage, 2500)
     active = [s for s in subscriptions if s.cancelled_at is None]
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(db_engine, "before_cursor_execute", count)
-    try:
+    with _statements(db_engine) as statements:
         summary = service.resolve(
             session, outage.id, T0 + timedelta(hours=1), T0 + timedelta(hours=1)
         )
-    finally:
-        event.remove(db_engine, "before_cursor_execute", count)
     assert summary.queued == len(active) == 2250
     assert (summary.kept, summary.broken, summary.no_deadline) == (1, 0, 0)
     # Scored in SQL; the promise given this session holds shows it without a reload.
@@ -546,17 +554,9 @@ def test_renewal_to_thousands_of_subscribers_takes_a_few_queries(
         ],
     )
     engine.deadline = T0 + timedelta(hours=3)
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
     now = T0 + timedelta(minutes=110)
-    event.listen(db_engine, "before_cursor_execute", count)
-    try:
+    with _statements(db_engine) as statements:
         queued = service.renew_due(session, now)
-    finally:
-        event.remove(db_engine, "before_cursor_execute", count)
     assert queued == len(active) == 2250
     # Per recipient it took several queries each (a lookup, a promise given, an outbox INSERT).
     assert len(statements) < 40, statements
