@@ -49,11 +49,8 @@ class EvidenceEngine:
         )
 
 
-class NoClockEngine:
+class NoClockEngine(EvidenceEngine):
     """Too little evidence: no clock time, only the next update in 30 minutes."""
-
-    def fit(self, history: Sequence[Incident], now: datetime) -> NoClockEngine:
-        return self
 
     def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
         return Estimate(
@@ -67,7 +64,7 @@ class NoClockEngine:
 
 
 @pytest.fixture
-def engine() -> EvidenceEngine | NoClockEngine:
+def engine() -> EvidenceEngine:
     """The promise engine of the page's service (a test may parametrize another)."""
     return EvidenceEngine()
 
@@ -82,7 +79,7 @@ def client(
     settings: Settings,
     db_engine: Engine,
     session: Session,
-    engine: EvidenceEngine | NoClockEngine,
+    engine: EvidenceEngine,
 ) -> Iterator[TestClient]:
     outage = add_outage(session, REF, started_at=STARTED)
     session.add(
