@@ -633,8 +633,9 @@ def _predict_at_checkpoints(
 ) -> dict[tuple[str, float], tuple[Incident, float]]:
     """The model's prediction for every incident still open at each checkpoint, in one batch.
 
-    Incidents that start after the fit moment are included: a prediction reads only what is known at
-    opening and the minutes open, so it peeks at nothing.
+    Incidents that start after the fit moment are included: a prediction reads only what was known
+    at the checkpoint (the opening facts, the states recorded by then, the minutes open), so it
+    peeks at nothing.
     """
     rows: list[Incident] = []
     minutes: list[float] = []

@@ -1,32 +1,39 @@
-"""What is known about an outage when it opens, as numbers a gradient-boosted model can read.
+"""What is known about an outage, as numbers a gradient-boosted model can read.
 
-Shared by the risk bands (:mod:`promise.risk`) and the remaining-time model
-(:mod:`promise.remaining`): categorical fields and attributes as ordinal codes (rare values
-pooled, unseen ones missing), the local hour and weekday of the start, and the number of customers
-affected when the history records it.
+Shared by the risk bands (:mod:`promise.risk`, what was known at opening) and the remaining-time
+model (:mod:`promise.remaining`, what was known at the moment of a promise: the opening facts
+updated by the outage's recorded states): categorical fields and attributes as ordinal codes
+(rare values pooled, unseen ones missing), the local hour and weekday of the start, and the
+number of customers affected when the history records it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sklearn.preprocessing import OrdinalEncoder
+import pandas as pd
 
 from promise.curves import FloatArray
 from promise.incident import Incident
 
 _FIELDS = ("service", "cause", "region")
+#: Category codes per feature, the rare values' shared code included.
+_MAX_LEVELS = 250
 
 
 class OpeningFeatures:
     """Encodes incidents as a matrix: one column per categorical feature, then the time columns.
 
     ``fit`` learns the categories of ``features`` (Incident fields or attribute names; empty: the
-    fields plus every attribute that is not an identifier); ``transform`` encodes. The first
-    :attr:`n_categorical` columns are categorical (for ``categorical_features`` of the booster).
+    fields plus every attribute that is not an identifier); ``transform`` encodes. Without
+    ``moments`` the opening attributes are read; with them, each incident's attributes as they
+    stood at its moment (:meth:`Incident.attributes_at <promise.incident.Incident.attributes_at>`).
+    The first :attr:`n_categorical` columns are categorical (for ``categorical_features`` of the
+    booster).
     """
 
     def __init__(self, features: Sequence[str], *, timezone: str, min_frequency: int) -> None:
@@ -34,7 +41,7 @@ class OpeningFeatures:
         self._zone = ZoneInfo(timezone)
         self._min_frequency = min_frequency
         self.features: tuple[str, ...] = ()
-        self._encoder: OrdinalEncoder | None = None
+        self._codes: list[dict[str, int]] | None = None
         self._use_affected = False
 
     @property
@@ -42,27 +49,29 @@ class OpeningFeatures:
         """How many leading columns are categorical codes."""
         return len(self.features)
 
-    def fit(self, incidents: Sequence[Incident]) -> OpeningFeatures:
+    def fit(
+        self, incidents: Sequence[Incident], moments: Sequence[datetime] | None = None
+    ) -> OpeningFeatures:
         """Learn the categories (and whether customer counts are recorded) from ``incidents``."""
-        self.features = self._requested or all_features(incidents)
-        self._encoder = OrdinalEncoder(
-            handle_unknown="use_encoded_value",
-            unknown_value=np.nan,
-            encoded_missing_value=np.nan,
-            min_frequency=self._min_frequency,
-            # The booster's categorical splits take at most 255 levels; the rest share one.
-            max_categories=250,
-        )
-        self._encoder.fit(self._categories(incidents))
+        self.features = self._requested or all_features(incidents, updates=moments is not None)
+        self._codes = [
+            _codes(column, self._min_frequency) for column in self._columns(incidents, moments)
+        ]
         # A column that is never filled cannot be binned (ServiceNow has no customer counts).
         self._use_affected = any(i.customers_affected for i in incidents)
         return self
 
-    def transform(self, incidents: Sequence[Incident]) -> FloatArray:
-        """The feature matrix of ``incidents`` (one row each)."""
-        if self._encoder is None:
+    def transform(
+        self, incidents: Sequence[Incident], moments: Sequence[datetime] | None = None
+    ) -> FloatArray:
+        """The feature matrix of ``incidents`` (one row each), as known at ``moments``."""
+        if self._codes is None:
             raise RuntimeError("OpeningFeatures.fit must be called before transform")
-        categories = np.asarray(self._encoder.transform(self._categories(incidents)))
+        columns = self._columns(incidents, moments)
+        categories = np.empty((len(incidents), len(columns)))
+        for index, (column, codes) in enumerate(zip(columns, self._codes, strict=True)):
+            # Values never seen in the fit are missing to the booster.
+            categories[:, index] = column.map(codes).to_numpy(dtype=np.float64, na_value=np.nan)
         hours = np.empty((len(incidents), 2))
         for row, incident in enumerate(incidents):
             local = incident.started_at.astimezone(self._zone)
@@ -78,19 +87,58 @@ class OpeningFeatures:
         )
         return np.column_stack([categories, hours, affected])
 
-    def _categories(self, incidents: Sequence[Incident]) -> list[list[str]]:
-        return [[i.feature(name) for name in self.features] for i in incidents]
+    def _columns(
+        self, incidents: Sequence[Incident], moments: Sequence[datetime] | None
+    ) -> list[pd.Series[str]]:
+        """One column of values per feature; attributes as known at ``moments`` if given."""
+        if moments is None:
+            known = [incident.attributes for incident in incidents]
+        else:
+            known = [i.attributes_at(m) for i, m in zip(incidents, moments, strict=True)]
+        names = [name for name in self.features if name not in _FIELDS]
+        # Built from the dicts in one go (pandas' C path): attribute by attribute in Python
+        # was the slowest part of a fit on the ServiceNow log.
+        attributes = pd.DataFrame.from_records(known, columns=names).fillna("")
+        return [
+            pd.Series([str(getattr(i, name)) for i in incidents], dtype=object)
+            if name in _FIELDS
+            else attributes[name].astype(object)
+            for name in self.features
+        ]
 
 
-def all_features(incidents: Sequence[Incident]) -> tuple[str, ...]:
-    """The fields plus every attribute that is not an identifier (unique to most incidents)."""
+def _codes(column: pd.Series[str], min_frequency: int) -> dict[str, int]:
+    """Category codes: one per value seen ``min_frequency`` times, the rest sharing the last.
+
+    The booster's categorical splits take at most 255 levels, so only the 249 most frequent
+    values get a code of their own.
+    """
+    counts = column.value_counts()
+    frequent = [str(value) for value in counts.index[counts >= min_frequency][: _MAX_LEVELS - 1]]
+    codes = {value: code for code, value in enumerate(frequent)}
+    rare = len(codes)
+    for value in counts.index:
+        codes.setdefault(str(value), rare)
+    return codes
+
+
+def all_features(incidents: Sequence[Incident], *, updates: bool = False) -> tuple[str, ...]:
+    """The fields plus every attribute that is not an identifier (unique to most incidents).
+
+    With ``updates``, also the attributes that only the incidents' recorded states set.
+    """
     values: dict[str, set[str]] = {}
-    for incident in incidents:
+    # Training repeats an incident once per moment asked; its values count once.
+    unique = list({id(incident): incident for incident in incidents}.values())
+    for incident in unique:
         for name, value in incident.attributes.items():
             values.setdefault(name, set()).add(value)
+        for _, state in incident.updates if updates else ():
+            for name, value in state.items():
+                values.setdefault(name, set()).add(value)
     kept = [
         name
         for name, seen in values.items()
-        if name not in _FIELDS and len(seen) <= max(len(incidents) // 2, 1)
+        if name not in _FIELDS and len(seen) <= max(len(unique) // 2, 1)
     ]
     return _FIELDS + tuple(sorted(kept))

@@ -7,7 +7,9 @@ Two source formats are understood:
   ISO 8601; an empty ``resolved_at`` means the incident is still open. Every other column is kept
   in :attr:`Incident.attributes <promise.incident.Incident.attributes>`.
 - ``servicenow``: the ServiceNow incident event log (a CSV, or a zip holding one), with one row
-  per state change. Each incident is collapsed to its opening and its final resolution.
+  per state change. Each incident is collapsed to its opening and its final resolution; the
+  rows in between become its :attr:`~promise.incident.Incident.updates` (state, assignment and
+  reassignments as they were recorded).
 
 A YAML mapping file can rename columns for either format, for example::
 
@@ -29,7 +31,7 @@ import io
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Final, Literal, Protocol, TextIO
@@ -94,6 +96,21 @@ SERVICENOW_ATTRIBUTES: Final[tuple[str, ...]] = (
     "u_priority_confirmation",
     "notify",
 )
+#: ServiceNow columns that change while an incident is worked on. Every row records them as of
+#: its ``sys_updated_at``, so a promise made at a moment can use the incident's state then (the
+#: remaining-time model reads them); they never enter the opening attributes.
+SERVICENOW_STATE: Final[tuple[str, ...]] = (
+    "incident_state",
+    "reassignment_count",
+    "reopen_count",
+    "sys_mod_count",
+    "assignment_group",
+    "assigned_to",
+    "priority",
+    "impact",
+    "urgency",
+)
+SERVICENOW_UPDATED_AT: Final = "sys_updated_at"
 SERVICENOW_TIME_FORMAT: Final = "%d/%m/%Y %H:%M"
 
 HistoryFormat = Literal["canonical", "servicenow"]
@@ -127,6 +144,9 @@ class HistoryLoad:
     incidents: tuple[Incident, ...]
     errors: tuple[RowError, ...]
     rows_read: int
+    #: The line each incident was read from (ServiceNow: its opening row), by incident id, so
+    #: a later step that refuses an incident can name its line too.
+    lines: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +155,7 @@ class _Layout:
 
     index: Mapping[str, int]  # canonical field -> column index (only fields the file provides)
     attributes: tuple[tuple[str, int], ...]  # attribute name -> column index
+    states: tuple[tuple[str, int], ...]  # state attribute name -> column index (ServiceNow)
     width: int
     missing: frozenset[str]  # values that mean "no value"
     parse_time: Callable[[str], datetime]
@@ -277,18 +298,20 @@ def _read_canonical(reader: _Rows, layout: _Layout) -> HistoryLoad:
             continue
         first_line[incident_id] = line
         incidents.append(incident)
-    return HistoryLoad(tuple(incidents), tuple(errors), rows_read)
+    return HistoryLoad(tuple(incidents), tuple(errors), rows_read, first_line)
 
 
 @dataclass(slots=True)
 class _Events:
-    """The rows of one ServiceNow incident that matter: its first and its final one."""
+    """The rows of one ServiceNow incident: its first, its final one and every recorded state."""
 
+    first_key: tuple[int, int]
     first_line: int
     first: list[str]
     final_key: tuple[int, int]
     final_line: int
     final: list[str]
+    updates: list[tuple[datetime, int, dict[str, str]]]
 
 
 def _read_servicenow(reader: _Rows, layout: _Layout) -> HistoryLoad:
@@ -308,15 +331,24 @@ def _read_servicenow(reader: _Rows, layout: _Layout) -> HistoryLoad:
         if not incident_id:
             errors.append(RowError(line, "missing id"))
             continue
-        # The final row is the one with the highest sys_mod_count (the update counter), later
-        # lines winning ties: exports are not always sorted by it.
+        try:
+            state = _state(row, layout)
+        except _RowProblem as problem:
+            errors.append(RowError(line, str(problem), incident_id))
+            continue
+        # The opening row has the lowest sys_mod_count (the update counter), the final row the
+        # highest, later lines winning ties: exports are not always sorted by it.
         mod = row[mod_index].strip() if mod_index is not None else ""
         key = (int(mod) if mod.isdigit() else -1, line)
         seen = events.get(incident_id)
         if seen is None:
-            events[incident_id] = _Events(line, row, key, line, row)
+            seen = events[incident_id] = _Events(key, line, row, key, line, row, [])
         elif key > seen.final_key:
             seen.final_key, seen.final_line, seen.final = key, line, row
+        elif key < seen.first_key:
+            seen.first_key, seen.first_line, seen.first = key, line, row
+        if state is not None:
+            seen.updates.append((state[0], line, state[1]))
 
     incidents: list[Incident] = []
     for incident_id, seen in events.items():
@@ -326,9 +358,15 @@ def _read_servicenow(reader: _Rows, layout: _Layout) -> HistoryLoad:
             blame = seen.final_line if problem.closing else seen.first_line
             errors.append(RowError(blame, str(problem), incident_id))
             continue
+        if seen.updates:
+            seen.updates.sort(key=lambda update: update[:2])
+            incident = replace(
+                incident, updates=tuple((moment, values) for moment, _, values in seen.updates)
+            )
         incidents.append(incident)
     errors.sort(key=lambda error: error.line)
-    return HistoryLoad(tuple(incidents), tuple(errors), rows_read)
+    lines = {incident.id: events[incident.id].first_line for incident in incidents}
+    return HistoryLoad(tuple(incidents), tuple(errors), rows_read, lines)
 
 
 def _incident(layout: _Layout, incident_id: str, row: list[str], closing: list[str]) -> Incident:
@@ -367,6 +405,17 @@ def _incident(layout: _Layout, incident_id: str, row: list[str], closing: list[s
         },
         censored_at=censored_at,
     )
+
+
+def _state(row: list[str], layout: _Layout) -> tuple[datetime, dict[str, str]] | None:
+    """When a ServiceNow row was recorded and the state it records; None without a timestamp."""
+    recorded = _value(row, layout, "updated_at")
+    if not recorded or not layout.states:
+        return None
+    values = {
+        name: row[i].strip() for name, i in layout.states if row[i].strip() not in layout.missing
+    }
+    return _time(recorded, SERVICENOW_UPDATED_AT, layout), values
 
 
 def _value(row: list[str], layout: _Layout, name: str) -> str:
@@ -450,15 +499,20 @@ def _layout(
     if format == "servicenow":
         if "sys_mod_count" in position:
             index["sys_mod_count"] = position["sys_mod_count"]
+        if SERVICENOW_UPDATED_AT in position:
+            index["updated_at"] = position[SERVICENOW_UPDATED_AT]
         attributes = tuple(
             (name, position[name]) for name in SERVICENOW_ATTRIBUTES if name in position
         )
+        states = tuple((name, position[name]) for name in SERVICENOW_STATE if name in position)
     else:
         used = set(index.values())
         attributes = tuple((name, i) for i, name in enumerate(header) if i not in used and name)
+        states = ()
     return _Layout(
         index=index,
         attributes=attributes,
+        states=states,
         width=len(header),
         # ServiceNow writes "?" for an empty field.
         missing=frozenset({"", "?"}) if format == "servicenow" else frozenset({""}),

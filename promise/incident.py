@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+#: A later state of an outage: when it was recorded and the attributes it set.
+Update = tuple[datetime, Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +32,27 @@ class Incident:
     #: For an unresolved incident whose record stopped being followed (say, closed without a
     #: resolution): the moment after which nothing is known. None: followed until now.
     censored_at: datetime | None = None
+    #: What the operations system recorded as the outage was worked on (its state, who holds
+    #: it, reassignments), in time order. Each update overrides the attributes it names from
+    #: then on. Segments read only the opening ``attributes``; the remaining-time model reads
+    #: :meth:`attributes_at` the moment a promise is made.
+    updates: tuple[Update, ...] = ()
 
     def feature(self, name: str) -> str:
         """The value of a segment feature: a field (service, cause, region) or an attribute."""
         if name in ("service", "cause", "region"):
             return str(getattr(self, name))
         return self.attributes.get(name, "")
+
+    def attributes_at(self, moment: datetime) -> Mapping[str, str]:
+        """The attributes known at ``moment``: the opening ones, then every update up to it."""
+        known = bisect_right(self.updates, moment, key=lambda update: update[0])
+        if known == 0:
+            return self.attributes
+        merged = dict(self.attributes)
+        for _, values in self.updates[:known]:
+            merged.update(values)
+        return merged
 
     def duration_minutes(self) -> float | None:
         """Minutes from start to resolution; None while open."""

@@ -14,11 +14,19 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.app import create_app
+from bot.promises.history_store import load_incidents
 from bot.promises.service import PromiseService
 from bot.rasa_client import RasaClient
 from bot.settings import Settings
 from bot.storage.db import make_sessionmaker
-from bot.storage.models import SERVICES, Outage, OutageArea, OutboxMessage, PromiseGiven
+from bot.storage.models import (
+    SERVICES,
+    Outage,
+    OutageArea,
+    OutageState,
+    OutboxMessage,
+    PromiseGiven,
+)
 from bot.subscriptions.service import subscribe
 from promise.estimate import Estimate, Explanation
 from promise.incident import Incident
@@ -241,6 +249,66 @@ def test_patch_updates_only_what_is_sent(client: TestClient, db_engine: Engine) 
         "/api/v1/outages/STO-25-00042", json={"service": "fax"}, headers=AUTH
     )
     assert bad_service.status_code == 422
+
+
+class StateReadingEngine(TwoHourEngine):
+    """Remembers the outage's facts as they stood when each promise was asked for."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+
+    def fit(self, history: Sequence[Incident], now: datetime) -> StateReadingEngine:
+        return self
+
+    def promise(self, outage: Incident, now: datetime, target: float) -> Estimate:
+        self.seen.append(dict(outage.attributes_at(now)))
+        return super().promise(outage, now, target)
+
+
+@pytest.fixture
+def state_engine() -> StateReadingEngine:
+    return StateReadingEngine()
+
+
+@pytest.fixture
+def state_client(
+    settings: Settings, db_engine: Engine, state_engine: StateReadingEngine
+) -> Iterator[TestClient]:
+    promises = PromiseService(settings, engine_factory=lambda _config: state_engine)
+    yield from _client(settings, db_engine, promises)
+
+
+def test_patch_records_states_the_promise_reads(
+    state_client: TestClient, state_engine: StateReadingEngine, db_engine: Engine
+) -> None:
+    client, engine = state_client, state_engine
+    _create(client, attributes={"priority": "2"})
+    url = "/api/v1/outages/STO-25-00042"
+
+    first = client.patch(url, json={"state": {"state": "assigned", "group": "Field"}}, headers=AUTH)
+    second = client.patch(url, json={"state": {"state": "waiting_for_part"}}, headers=AUTH)
+    client.get(f"{url}/promise", headers=AUTH)
+
+    assert first.status_code == second.status_code == 200, second.text
+    assert first.json()["state"] == {"state": "assigned", "group": "Field"}
+    assert second.json()["state"] == {"state": "waiting_for_part", "group": "Field"}
+    assert second.json()["attributes"] == {"priority": "2"}  # the opening facts stay
+    assert engine.seen[-1] == {"priority": "2", "state": "waiting_for_part", "group": "Field"}
+    with make_sessionmaker(db_engine)() as session:
+        stored = session.scalars(select(OutageState).order_by(OutageState.id)).all()
+        assert [row.attributes for row in stored] == [
+            {"state": "assigned", "group": "Field"},
+            {"state": "waiting_for_part"},
+        ]
+        assert stored[0].recorded_at <= stored[1].recorded_at
+        (incident,) = load_incidents(session)
+        assert [values for _, values in incident.updates] == [
+            {"state": "assigned", "group": "Field"},
+            {"state": "waiting_for_part"},
+        ]
+    for bad in ({}, None, {"state": 3}):
+        refused = client.patch(url, json={"state": bad}, headers=AUTH)
+        assert refused.status_code == 422, bad
 
 
 def test_resolving_scores_promises_and_tells_subscribers(

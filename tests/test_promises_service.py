@@ -7,6 +7,7 @@ scripted engine whose promise the test sets; ``test_the_real_engine_*`` use the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ from bot.storage.models import (
     ChannelOptOut,
     Conversation,
     Outage,
+    OutageState,
     OutboxMessage,
     Promise,
     PromiseAudit,
@@ -958,6 +960,32 @@ def test_import_upserts_by_reference_and_load_round_trips(session: Session) -> N
         source="servicenow:test.csv",
     )
     assert again == ImportSummary(created=0, updated=0, unchanged=2)
+
+
+def test_import_keeps_each_incidents_recorded_states(session: Session) -> None:
+    started = T0 - timedelta(days=10)
+    first = (started + timedelta(minutes=5), {"incident_state": "New"})
+    later = (started + timedelta(hours=2), {"incident_state": "Active", "assigned_to": "R 4"})
+    stated = _incident("INC-1", 600, updates=(first, later))
+
+    summary = import_incidents(session, [stated, _incident("INC-2", 30)], source="servicenow:x")
+    loaded = {i.id: i for i in load_incidents(session)}
+    # Same states: unchanged. One more state: the incident's states are replaced.
+    again = import_incidents(session, [stated], source="servicenow:x")
+    grown = dataclasses.replace(stated, updates=(*stated.updates, (T0, {"reopen_count": "1"})))
+    restated = import_incidents(session, [grown], source="servicenow:x")
+    # A history that records no states (canonical) leaves the stored ones alone.
+    plain = import_incidents(session, [_incident("INC-1", 600)], source="canonical:y")
+
+    assert summary == ImportSummary(created=2, updated=0, unchanged=0)
+    assert loaded["INC-1"].updates == stated.updates
+    assert loaded["INC-2"].updates == ()
+    assert again == ImportSummary(created=0, updated=0, unchanged=1)
+    assert restated == ImportSummary(created=0, updated=1, unchanged=0)
+    assert plain == ImportSummary(created=0, updated=1, unchanged=0)  # only the source label
+    (final,) = [i for i in load_incidents(session) if i.id == "INC-1"]
+    assert final.updates == grown.updates
+    assert session.scalar(select(func.count(OutageState.id))) == 3
 
 
 def test_failed_import_changes_nothing(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,6 +101,15 @@ class OutagePatch(_Strict):
     attributes: dict[str, str] | None = Field(
         default=None, description="Replaces the outage's attributes."
     )
+    state: dict[str, str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="What the operations system records about the outage now (its state, who "
+        "holds it, reassignments). Kept with the time it arrives, next to earlier ones; the "
+        "promise model reads the outage as it stands. Unlike `attributes`, it never changes "
+        "what was known at opening.",
+    )
 
     @field_validator("service")
     @classmethod
@@ -123,6 +132,7 @@ class OutagePatch(_Strict):
             "customers_affected",
             "postcodes",
             "attributes",
+            "state",
         )
         nulled = [name for name in required if name in self.model_fields_set]
         nulled = [name for name in nulled if getattr(self, name) is None]
@@ -147,6 +157,10 @@ class OutageOut(BaseModel):
     postcodes: list[str]
     description: str | None
     attributes: dict[str, str]
+    state: dict[str, str] = Field(
+        default_factory=dict,
+        description="The latest recorded state: every `state` sent so far, later values winning.",
+    )
 
 
 class PromiseOut(BaseModel):

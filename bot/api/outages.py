@@ -2,7 +2,9 @@
 
 - ``POST /api/v1/outages``, ``PATCH /api/v1/outages/{reference}``: the network operations
   system reports and updates outages (``X-API-Key``). Setting ``resolved_at`` resolves the outage:
-  every promise given is scored and subscribers get a "fixed" message in the outbox.
+  every promise given is scored and subscribers get a "fixed" message in the outbox. ``state``
+  records what the operations system knows now (its state, who holds it); the promise model
+  reads the outage as it stands.
 - ``GET /api/v1/outages/{reference}/promise``: the promise everyone is told; a logged-in agent,
   supervisor or admin (the console reads it), or the ``X-API-Key``.
 - ``POST .../promise/approve``, ``POST .../promise/override``, ``GET /api/v1/promise-targets``,
@@ -17,6 +19,7 @@ session, and a promise may first refit the engine, which takes seconds on a larg
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -43,13 +46,15 @@ from bot.api.outage_schemas import (
     TargetPreviewOut,
 )
 from bot.api.schemas import ErrorOut
+from bot.promises.history_store import outage_states
 from bot.promises.service import (
     InvalidPromise,
     OutageResolved,
     PromiseView,
     TargetView,
 )
-from bot.storage.models import SERVICES, Outage, OutageArea
+from bot.storage.models import SERVICES, Outage, OutageArea, OutageState
+from promise.incident import Update
 
 router = APIRouter(prefix="/api/v1", tags=["outages"])
 
@@ -111,7 +116,10 @@ def _load(session: Session, reference: str, *, lock: bool = False) -> Outage:
     return outage
 
 
-def _outage_out(outage: Outage) -> OutageOut:
+def _outage_out(outage: Outage, states: Sequence[Update] = ()) -> OutageOut:
+    state: dict[str, str] = {}
+    for _, values in states:
+        state.update(values)
     return OutageOut.model_validate(
         {
             "reference": outage.reference,
@@ -125,6 +133,7 @@ def _outage_out(outage: Outage) -> OutageOut:
             "postcodes": sorted({area.postcode_prefix for area in outage.areas}),
             "description": outage.description,
             "attributes": dict(outage.attributes or {}),
+            "state": state,
         }
     )
 
@@ -228,6 +237,8 @@ def update_outage(reference: Reference, body: OutagePatch, request: Request) -> 
                 setattr(outage, name, getattr(body, name))
         if body.attributes is not None:
             outage.attributes = dict(body.attributes)
+        if body.state is not None:
+            session.add(OutageState(outage_id=outage.id, recorded_at=now, attributes=body.state))
         if body.postcodes is not None:
             _set_areas(outage, outage.country, body.postcodes)
         elif "country" in sent:
@@ -241,7 +252,7 @@ def update_outage(reference: Reference, body: OutagePatch, request: Request) -> 
                 app_promises(request).resolve(session, outage.id, body.resolved_at, now)
             except InvalidPromise as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
-        result = _outage_out(outage)
+        result = _outage_out(outage, outage_states(session, [outage.id]).get(outage.id, ()))
     return result
 
 

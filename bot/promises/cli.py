@@ -43,22 +43,36 @@ def import_(
     mapping: MapOption = None,
 ) -> None:
     """Load outage history into the database; bad rows are reported by line and skipped."""
-    from bot.promises.history_store import import_incidents
+    from bot.promises.history_store import import_incidents, storage_problem
     from bot.storage.db import get_sessionmaker, session_scope
     from bot.storage.migrate import upgrade_database
 
     settings = get_settings()
     load = _load(path, format, mapping)
+    # Readable but not storable (say, a ServiceNow incident without a category, the service):
+    # reported and skipped like a bad row, so one such incident never costs the history.
+    storable = []
+    refused = 0
+    for incident in load.incidents:
+        problem = storage_problem(incident)
+        if problem is None:
+            storable.append(incident)
+            continue
+        refused += 1
+        line = load.lines.get(incident.id)
+        where = f"line {line} " if line is not None else ""
+        typer.echo(f"skipped {where}({incident.id}): {problem}", err=True)
     upgrade_database(settings.sqlalchemy_url)
     try:
         with session_scope(get_sessionmaker(settings)) as session:
-            summary = import_incidents(session, load.incidents, source=f"{format}:{path.name}")
+            summary = import_incidents(session, storable, source=f"{format}:{path.name}")
     except ValueError as exc:
         typer.echo(f"Import failed, nothing was changed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(
-        f"Imported {len(load.incidents)} outages from {load.rows_read} rows "
-        f"({summary.created} new, {summary.updated} updated); {len(load.errors)} rows skipped."
+        f"Imported {len(storable)} outages from {load.rows_read} rows "
+        f"({summary.created} new, {summary.updated} updated); {len(load.errors)} rows and "
+        f"{refused} incidents skipped."
     )
 
 

@@ -1,21 +1,22 @@
 """Outage history in the database as the promise engine sees it: :class:`promise.Incident` rows.
 
-``load_incidents`` reads every outage (open ones are censored observations for the engine);
-``import_incidents`` stores an imported history, updating outages whose reference is already
-known, all or nothing.
+``load_incidents`` reads every outage (open ones are censored observations for the engine) with
+its recorded states; ``import_incidents`` stores an imported history, updating outages whose
+reference is already known, all or nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot.storage.models import Outage
-from promise.incident import Incident
+from bot.storage.models import Outage, OutageState
+from promise.incident import Incident, Update
 
 #: Rows written per statement: large enough to be fast, small enough for PostgreSQL's
 #: limit on bound parameters and for modest memory use on 25k-incident imports.
@@ -39,9 +40,16 @@ class ImportSummary:
     unchanged: int = 0
 
 
-def load_incidents(session: Session) -> list[Incident]:
-    """Every outage, open or resolved, as an :class:`Incident`, oldest first."""
+def load_incidents(session: Session, *, states: bool = True) -> list[Incident]:
+    """Every outage, open or resolved, as an :class:`Incident`, oldest first.
+
+    With ``states``, each with its recorded states (:attr:`Incident.updates
+    <promise.incident.Incident.updates>`); only the remaining-time model reads them, and on a
+    large history they take longer to load than the outages.
+    """
+    recorded = outage_states(session) if states else {}
     query = select(
+        Outage.id,
         Outage.reference,
         Outage.started_at,
         Outage.resolved_at,
@@ -63,13 +71,40 @@ def load_incidents(session: Session) -> list[Incident]:
             customers_affected=row.customers_affected,
             description=row.description,
             attributes={str(k): str(v) for k, v in (row.attributes or {}).items()},
+            updates=recorded.get(row.id, ()),
         )
         for row in session.execute(query)
     ]
 
 
+def outage_states(
+    session: Session, outage_ids: Collection[int] | None = None
+) -> dict[int, tuple[Update, ...]]:
+    """The recorded states of the outages ``outage_ids`` (all: None), oldest first, by outage id."""
+    query = select(OutageState.outage_id, OutageState.recorded_at, OutageState.attributes)
+    if outage_ids is not None:
+        if not outage_ids:
+            return {}
+        query = query.where(OutageState.outage_id.in_(outage_ids))
+    found: dict[int, list[Update]] = defaultdict(list)
+    rows = session.execute(
+        query.order_by(OutageState.outage_id, OutageState.recorded_at, OutageState.id)
+    )
+    for row in rows:
+        # Written from dict[str, str] (the API's and the importers' type): no conversion.
+        found[row.outage_id].append((row.recorded_at, row.attributes))
+    return {outage_id: tuple(updates) for outage_id, updates in found.items()}
+
+
 def _check(incident: Incident) -> None:
     """Refuse what the database would refuse (or silently truncate), naming the incident."""
+    problem = storage_problem(incident)
+    if problem is not None:
+        raise HistoryImportError(f"incident {incident.id!r}: {problem}")
+
+
+def storage_problem(incident: Incident) -> str | None:
+    """Why ``incident`` cannot be stored (an empty or too long field, ...); None: it can."""
     values = {
         "id": incident.id,
         "service": incident.service,
@@ -78,19 +113,18 @@ def _check(incident: Incident) -> None:
     }
     for name, value in values.items():
         if not value:
-            raise HistoryImportError(f"incident {incident.id!r}: {name} is empty")
+            return f"{name} is empty"
         if len(value) > _WIDTHS[name]:
-            raise HistoryImportError(
-                f"incident {incident.id!r}: {name} {value!r} is longer than {_WIDTHS[name]}"
-            )
+            return f"{name} {value!r} is longer than {_WIDTHS[name]}"
     moments = (("started_at", incident.started_at), ("resolved_at", incident.resolved_at))
     for name, moment in moments:
         if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
-            raise HistoryImportError(f"incident {incident.id!r}: {name} has no time zone")
+            return f"{name} has no time zone"
     if incident.resolved_at is not None and incident.resolved_at < incident.started_at:
-        raise HistoryImportError(f"incident {incident.id!r}: resolved before it started")
+        return "resolved before it started"
     if incident.customers_affected is not None and incident.customers_affected < 0:
-        raise HistoryImportError(f"incident {incident.id!r}: customers_affected is negative")
+        return "customers_affected is negative"
+    return None
 
 
 def _values(incident: Incident, source: str) -> dict[str, Any]:
@@ -161,12 +195,13 @@ def import_incidents(
             }
             new_rows: list[dict[str, Any]] = []
             changed_rows: list[dict[str, Any]] = []
+            same: set[str] = set()
             for row in rows:
                 known = existing.get(row["reference"])
                 if known is None:
                     new_rows.append({"customers_affected": 0, **row})
                 elif _same(known, row):
-                    unchanged += 1
+                    same.add(row["reference"])
                 else:
                     # Every row of one bulk statement needs the same keys.
                     row.setdefault("customers_affected", known.customers_affected)
@@ -177,10 +212,49 @@ def import_incidents(
                 session.execute(insert(Outage), new_rows)
             if changed_rows:
                 session.execute(update(Outage), changed_rows)
+            restated = _store_states(session, chunk)
             created += len(new_rows)
-            updated += len(changed_rows)
+            updated += len(changed_rows) + len(same & restated)
+            unchanged += len(same - restated)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return ImportSummary(created=created, updated=updated, unchanged=unchanged)
+
+
+def _store_states(session: Session, chunk: Sequence[Incident]) -> set[str]:
+    """Replace the stored states of the incidents in ``chunk`` whose recorded states differ.
+
+    An incident without states (a canonical history records none) keeps what is stored. Returns
+    the references whose states were replaced.
+    """
+    carrying = [incident for incident in chunk if incident.updates]
+    if not carrying:
+        return set()
+    ids = dict(
+        session.execute(
+            select(Outage.reference, Outage.id).where(
+                Outage.reference.in_([incident.id for incident in carrying])
+            )
+        ).all()
+    )
+    stored = outage_states(session, list(ids.values()))
+    replaced: list[int] = []
+    rows: list[dict[str, Any]] = []
+    references: set[str] = set()
+    for incident in carrying:
+        outage_id = ids[incident.id]
+        wanted = tuple((moment, dict(values)) for moment, values in incident.updates)
+        if wanted == stored.get(outage_id, ()):
+            continue
+        replaced.append(outage_id)
+        references.add(incident.id)
+        rows.extend(
+            {"outage_id": outage_id, "recorded_at": moment, "attributes": values}
+            for moment, values in wanted
+        )
+    if replaced:
+        session.execute(delete(OutageState).where(OutageState.outage_id.in_(replaced)))
+        session.execute(insert(OutageState), rows)
+    return references

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from bot.customers.identities import same_customer_keys_many
 from bot.customers.notifications import outbox_recipient, outbox_recipients
 from bot.promises.config import engine_config
-from bot.promises.history_store import load_incidents
+from bot.promises.history_store import load_incidents, outage_states
 from bot.settings import Settings
 from bot.storage.models import (
     LANGUAGES,
@@ -55,7 +55,7 @@ from bot.storage.models import (
 )
 from promise.engine import EngineConfig, PromiseEngine
 from promise.estimate import Estimate
-from promise.incident import Incident
+from promise.incident import Incident, Update
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +238,13 @@ class OutageFacts(Protocol):
     def description(self) -> str | None: ...
 
 
-def incident_of(outage: OutageFacts, attributes: Mapping[str, object] | None = None) -> Incident:
-    """The engine's view of ``outage``, with ``attributes`` (stringified) as extra facts."""
+def incident_of(
+    outage: OutageFacts,
+    attributes: Mapping[str, object] | None = None,
+    updates: tuple[Update, ...] = (),
+) -> Incident:
+    """The engine's view of ``outage``, with ``attributes`` (stringified) as extra facts and
+    ``updates`` as its recorded states."""
     return Incident(
         id=outage.reference,
         started_at=outage.started_at,
@@ -250,6 +255,7 @@ def incident_of(outage: OutageFacts, attributes: Mapping[str, object] | None = N
         customers_affected=outage.customers_affected,
         description=outage.description,
         attributes={str(k): str(v) for k, v in (attributes or {}).items()},
+        updates=updates,
     )
 
 
@@ -567,7 +573,10 @@ class PromiseService:
                     return fit.engine
             else:
                 fingerprint = history_fingerprint(session)
-            engine = self._engine_factory(self.engine_config()).fit(load_incidents(session), now)
+            config = self.engine_config()
+            # Recorded states are read by the boosted model only.
+            history = load_incidents(session, states=config.estimator == "boosted")
+            engine = self._engine_factory(config).fit(history, now)
             self._fit = _Fit(fingerprint=fingerprint, fitted_at=now, checked_at=now, engine=engine)
             self.fits += 1
             logger.info("promise engine fitted on %d outages", fingerprint.count)
@@ -686,7 +695,8 @@ class PromiseService:
             if end is not None and end > now:
                 return _view(live, outage)
         target = self.target_for(session, outage.service)
-        incident = incident_of(outage, outage.attributes)
+        states = outage_states(session, [outage_id]).get(outage_id, ())
+        incident = incident_of(outage, outage.attributes, states)
         estimate = self.engine(session, now).promise(incident, now, target)
         if live is not None and self._reusable(live, estimate, now):
             return _view(live, outage)
@@ -1172,6 +1182,7 @@ class PromiseService:
         if not outages:
             return []
         engine = self.engine(session, now)
+        states = outage_states(session, [outage.id for outage in outages])
         result: list[tuple[Outage, Promise | None, Estimate]] = []
         for outage in outages:
             live = self._live(session, outage.id)
@@ -1179,6 +1190,7 @@ class PromiseService:
             if live is not None and live.status in _SUPERVISED:
                 end = _end(live)
                 standing = live if end is not None and end > now else None
-            estimate = engine.promise(incident_of(outage, outage.attributes), now, target)
+            incident = incident_of(outage, outage.attributes, states.get(outage.id, ()))
+            estimate = engine.promise(incident, now, target)
             result.append((outage, standing, estimate))
         return result

@@ -258,6 +258,23 @@ class OutageArea(Base):
     outage: Mapped[Outage] = relationship(back_populates="areas")
 
 
+class OutageState(Base):
+    """What the operations system recorded about an outage while it was worked on.
+
+    Its state, who holds it, reassignments: the attributes named here override the outage's
+    opening ``attributes`` from ``recorded_at`` on. The promise engine's remaining-time model
+    reads them as they stood when a promise was made; segments read only the opening facts.
+    """
+
+    __tablename__ = "outage_states"
+    __table_args__ = (Index("ix_outage_states_outage_recorded", "outage_id", "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outage_id: Mapped[int] = mapped_column(ForeignKey("outages.id", ondelete="CASCADE"))
+    recorded_at: Mapped[datetime]
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON)
+
+
 class Subscription(Base):
     """A "tell me when it is fixed" request.
 

@@ -348,6 +348,46 @@ def test_servicenow_collapses_events_to_incidents(tmp_path: Path) -> None:
     assert "negative duration" in load.errors[1].reason
 
 
+def test_servicenow_rows_become_the_incidents_recorded_states(tmp_path: Path) -> None:
+    opened = "1/3/2016 08:00"
+    log = ",".join(SN_COLUMNS) + "\n" + "".join(
+        [
+            # Exported out of time order; the states are sorted by when they were recorded.
+            _sn_row("INC7", 1, "Active", opened, "?", sys_updated_at="1/3/2016 09:30",
+                    reassignment_count="1", assignment_group="Group 9", assigned_to="Resolver 4"),
+            _sn_row("INC7", 0, "New", opened, "?", sys_updated_at="1/3/2016 08:05",
+                    reassignment_count="0", u_symptom="Symptom 3"),
+            _sn_row("INC7", 2, "Resolved", opened, "1/3/2016 14:00",
+                    sys_updated_at="1/3/2016 14:00", reassignment_count="1"),
+            # Line 5: a recording time that cannot be read; the row is skipped and named.
+            _sn_row("INC7", 3, "Closed", opened, "1/3/2016 14:00", sys_updated_at="tomorrow"),
+        ]
+    )  # fmt: skip
+
+    load = load_history(_write(tmp_path / "log.csv", log), format="servicenow")
+
+    (incident,) = load.incidents
+    assert [moment.hour * 60 + moment.minute for moment, _ in incident.updates] == [
+        8 * 60 + 5,
+        9 * 60 + 30,
+        14 * 60,
+    ]
+    assert incident.updates[1][1]["incident_state"] == "Active"
+    # Opening attributes stay those of the first row; states are read at a moment.
+    assert "incident_state" not in incident.attributes
+    assert incident.attributes["assignment_group"] == "Group 56"
+    assert incident.attributes_at(incident.started_at) == incident.attributes
+    at_nine = incident.attributes_at(datetime(2016, 3, 1, 9, 0, tzinfo=UTC))
+    assert (at_nine["incident_state"], at_nine["reassignment_count"]) == ("New", "0")
+    at_ten = incident.attributes_at(datetime(2016, 3, 1, 10, 0, tzinfo=UTC))
+    assert at_ten["incident_state"] == "Active"
+    assert (at_ten["assignment_group"], at_ten["assigned_to"]) == ("Group 9", "Resolver 4")
+    assert at_ten["u_symptom"] == "Symptom 3"  # opening facts stay
+    assert "made_sla" not in at_ten  # an outcome is never a state
+    assert [(e.line, e.incident_id) for e in load.errors] == [(5, "INC7")]
+    assert "unparseable sys_updated_at 'tomorrow'" in load.errors[0].reason
+
+
 def test_servicenow_zip_local_time_and_mapping(tmp_path: Path) -> None:
     archive = tmp_path / "incident_event_log.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:

@@ -11,7 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.promises.history_store import load_incidents
 from bot.settings import get_settings
+from bot.storage.db import get_sessionmaker, session_scope
 from promise.history import write_canonical_csv
 from promise.incident import Incident
 
@@ -119,3 +121,38 @@ def test_import_reports_bad_rows_by_line_and_loads_the_rest(tmp_path: Path, home
     assert result.exit_code == 0, result.output
     assert "line 3" in result.output and "negative duration" in result.output
     assert "Imported 2 outages" in result.output
+
+
+def test_servicenow_import_keeps_states_and_skips_what_cannot_be_stored(
+    tmp_path: Path, home: Path
+) -> None:
+    path = tmp_path / "incident_event_log.csv"
+    header = "number,incident_state,sys_mod_count,sys_updated_at,opened_at,resolved_at,"
+    header += "category,subcategory,location,priority\n"
+    path.write_text(
+        header
+        + "INC1,New,0,1/3/2016 08:05,1/3/2016 08:00,?,Category 5,Sub 1,Location 3,3 - Moderate\n"
+        + "INC1,Active,1,1/3/2016 09:30,1/3/2016 08:00,?,Category 5,Sub 1,Location 3,2 - High\n"
+        + "INC1,Resolved,2,1/3/2016 14:00,1/3/2016 08:00,1/3/2016 14:00,Category 5,Sub 1,"
+        + "Location 3,2 - High\n"
+        # Line 5: no category, so no service: readable, but not storable.
+        + "INC2,New,0,2/3/2016 10:00,2/3/2016 10:00,2/3/2016 11:00,?,Sub 1,Location 3,?\n",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(app, ["promise", "import", str(path), "--format", "servicenow"])
+
+    assert result.exit_code == 0, result.output
+    assert "skipped line 5 (INC2): service is empty" in result.output
+    assert "Imported 1 outages from 4 rows" in result.output
+    assert "1 incidents skipped" in result.output
+
+    with session_scope(get_sessionmaker(get_settings())) as session:
+        (incident,) = load_incidents(session)
+    assert incident.id == "INC1"
+    assert [values["incident_state"] for _, values in incident.updates] == [
+        "New",
+        "Active",
+        "Resolved",
+    ]
+    assert incident.attributes["priority"] == "3 - Moderate"

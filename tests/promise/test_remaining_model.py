@@ -140,6 +140,41 @@ def test_the_model_ranks_by_the_attribute_and_needs_a_fit(history: list[Incident
     assert model.predict(probes[3:], [240.0])[0] > model.predict(probes[:1], [0.0])[0]
 
 
+def test_the_model_reads_the_state_recorded_by_the_moment_asked() -> None:
+    # Nothing at opening tells the slow outages from the fast ones; a diagnosis recorded half
+    # an hour in does.
+    rng = np.random.default_rng(5)
+    incidents = []
+    for index in range(3000):
+        started = START + timedelta(minutes=float(rng.uniform(0, 200 * 1440)))
+        diagnosis = str(rng.choice(["replace part", "configuration"]))
+        median = 600.0 if diagnosis == "replace part" else 60.0
+        minutes = 45.0 + float(rng.lognormal(np.log(median), 0.4))
+        incidents.append(
+            Incident(
+                id=f"INC{index:05d}",
+                started_at=started,
+                resolved_at=started + timedelta(minutes=minutes),
+                service="internet",
+                cause="unknown",
+                region="NL",
+                updates=((started + timedelta(minutes=30), {"diagnosis": diagnosis}),),
+            )
+        )
+    model = RemainingTimeModel(RemainingConfig()).fit(incidents, FIT_AT)
+    slow = next(i for i in incidents if i.updates[0][1]["diagnosis"] == "replace part")
+    # The same outage with the other diagnosis (the hour of opening is a feature too).
+    fast = dataclasses.replace(
+        slow, updates=((slow.updates[0][0], {"diagnosis": "configuration"}),)
+    )
+
+    after = np.expm1(model.predict([slow, fast], [60.0, 60.0]))
+    before = np.expm1(model.predict([slow, fast], [20.0, 20.0]))  # not diagnosed yet
+
+    assert after[0] > 4 * after[1]
+    assert before[0] == before[1]
+
+
 def test_calibration_without_a_setting_that_reaches_the_target() -> None:
     # Three decided promises per setting, all broken: no setting keeps 80 %.
     grid = np.asarray([0.0, 1.0])
