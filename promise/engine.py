@@ -13,9 +13,10 @@ How a promise is made for an outage open ``s`` minutes, at target ``τ``:
    remaining time by which the outage is fixed with probability ``ℓ(τ)``, conditioned on having
    lasted ``s`` (a segment whose curve cannot reach ``ℓ(τ)`` hands over to a broader one). With
    ``estimator="boosted"`` the remaining-time model (:mod:`promise.remaining`) predicts
-   ``log(1 + remaining minutes)`` from everything known at opening and ``s``, and the promise is
-   ``exp(prediction + shift(τ)) - 1``; until that model can be fitted and calibrated, the
-   curves answer as with ``survival``.
+   ``log(1 + remaining minutes)`` from everything known when asked and ``s``, and the promise
+   is ``exp(c + w (prediction - c) + shift(τ)) - 1``, the weight ``w`` pulling predictions
+   towards their median ``c`` where the model tells outages apart poorly; until that model can
+   be fitted and calibrated, the curves answer as with ``survival``.
 3. **Conformal shift.** ``ℓ(τ)`` (or ``shift(τ)``) is fitted at fit time on recent outages,
    promised to with what was known before them, at the same checkpoints as in production (on
    opening, after 1 h and 4 h). Drift (a faster or slower repair season) and the model's own
@@ -25,7 +26,8 @@ How a promise is made for an outage open ``s`` minutes, at target ``τ``:
    the model: the most recent share of the history (``RemainingConfig.calibration_share``),
    and ``shift(τ)`` is the smallest shift at which a share ``τ`` of its promises is estimated
    to be kept, promises on outages still open weighed in by inverse probability of censoring
-   instead of being dropped (:class:`ShiftCalibration`).
+   instead of being dropped; of the weights tried, the one whose calibrated promises were
+   shortest is kept (:class:`ShiftCalibration`).
 4. **Round** the deadline up to a quarter hour (whole hours beyond a day).
 
 The engine is a plain estimator: ``fit`` learns from history known at ``now`` and returns
@@ -40,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from promise.curves import FloatArray, SurvivalCurve
 from promise.estimate import Estimate, Explanation
@@ -51,7 +54,7 @@ from promise.rounding import round_up_deadline
 #: The method of a promise read off a segment's survival curve.
 SURVIVAL_METHOD = "segment-km-conformal/2"
 #: The method of a promise from the remaining-time model with its conformal shift.
-BOOSTED_METHOD = "boosted-conformal/4"
+BOOSTED_METHOD = "boosted-conformal/5"
 #: The method of the default configuration.
 METHOD_VERSION = SURVIVAL_METHOD
 
@@ -61,6 +64,9 @@ Estimator = Literal["boosted", "survival"]
 CHECKPOINTS_MINUTES: tuple[float, ...] = (0.0, 60.0, 240.0)
 
 LEVEL_GRID = np.round(np.arange(0.30, 0.9951, 0.005), 3)
+#: How far the remaining-time model's predictions are trusted, tried at calibration
+#: (:meth:`ShiftCalibration.setting_for`): 1 as predicted, 0 the same promise for all.
+SHRINK_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 
 Segment = tuple[str, ...]
 SegmentKey = tuple[Segment, tuple[str, ...]]
@@ -198,30 +204,97 @@ class ShiftCalibration:
         ``min_count``. None: fewer than ``min_count`` promises, or too few were seen resolved to
         tell (the curves answer then).
         """
-        rows = slice(None)
+        rows = self._rows(min_count, opened)
+        return _conformal_shift(
+            self.predicted[rows], self.remaining[rows], self.followed[rows], target, min_count
+        )
+
+    def setting_for(
+        self, target: float, min_count: int, opened: float | None = None
+    ) -> ModelSetting | None:
+        """The calibrated setting that made the shortest promises on these outages.
+
+        Each weight of :data:`SHRINK_WEIGHTS` pulls the predictions towards their median before
+        the shift (:meth:`shift_for`) is fitted; all are calibrated the same way, and the one
+        whose promises had the shortest median wins. A model that cannot tell the slow outages
+        from the fast ones at some moment only spreads its promises there, so the shift must
+        cover its mistakes too; pulled in all the way, it promises what a share ``target`` of
+        recent outages open that long were fixed within. None as for :meth:`shift_for`.
+        """
+        rows = self._rows(min_count, opened)
+        predicted, remaining, followed = (
+            self.predicted[rows],
+            self.remaining[rows],
+            self.followed[rows],
+        )
+        if len(predicted) == 0:
+            return None
+        center = float(np.median(predicted))
+        best: tuple[float, ModelSetting] | None = None
+        for weight in SHRINK_WEIGHTS:
+            pulled = center + weight * (predicted - center)
+            shift = _conformal_shift(pulled, remaining, followed, target, min_count)
+            if shift is None:
+                continue
+            median = float(np.median(pulled)) + shift
+            if best is None or median < best[0] - 1e-9:
+                best = (median, ModelSetting(shift=shift, weight=weight, center=center))
+        return None if best is None else best[1]
+
+    def _rows(self, min_count: int, opened: float | None) -> slice | npt.NDArray[np.bool_]:
+        """The promises made at checkpoint ``opened``, or all if there are too few of them."""
         if opened is not None:
-            at_checkpoint = self.opened == opened
+            at_checkpoint: npt.NDArray[np.bool_] = np.asarray(self.opened == opened)
             if at_checkpoint.sum() >= min_count:
-                rows = at_checkpoint
-        predicted, remaining = self.predicted[rows], self.remaining[rows]
-        followed = np.sort(self.followed[rows])
-        n = len(predicted)
-        if n < min_count:
-            return None
-        # Split-conformal level: the ceil((n + 1) τ)-th of n scores covers a new one w.p. τ.
-        level = min(np.ceil((n + 1) * target) / n, 1.0)
-        resolved = np.isfinite(remaining)
-        times = remaining[resolved]
-        # Promises followed at least as long as each resolution took (itself included, so >= 1).
-        seen_as_long = n - np.searchsorted(followed, times, side="left")
-        weights = 1.0 / np.maximum(seen_as_long, 1)
-        scores = np.log1p(times) - predicted[resolved]
-        order = np.argsort(scores, kind="stable")
-        kept_share = np.cumsum(weights[order])
-        reached = kept_share >= level - 1e-12
-        if not reached.any():
-            return None
-        return float(scores[order][int(np.argmax(reached))])
+                return at_checkpoint
+        return slice(None)
+
+
+def _conformal_shift(
+    predicted: FloatArray,
+    remaining: FloatArray,
+    followed: FloatArray,
+    target: float,
+    min_count: int,
+) -> float | None:
+    """The IPCW split-conformal shift of :meth:`ShiftCalibration.shift_for`."""
+    followed = np.sort(followed)
+    n = len(predicted)
+    if n < min_count:
+        return None
+    # Split-conformal level: the ceil((n + 1) τ)-th of n scores covers a new one w.p. τ.
+    level = min(np.ceil((n + 1) * target) / n, 1.0)
+    resolved = np.isfinite(remaining)
+    times = remaining[resolved]
+    # Promises followed at least as long as each resolution took (itself included, so >= 1).
+    seen_as_long = n - np.searchsorted(followed, times, side="left")
+    weights = 1.0 / np.maximum(seen_as_long, 1)
+    scores = np.log1p(times) - predicted[resolved]
+    order = np.argsort(scores, kind="stable")
+    kept_share = np.cumsum(weights[order])
+    reached = kept_share >= level - 1e-12
+    if not reached.any():
+        return None
+    return float(scores[order][int(np.argmax(reached))])
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSetting:
+    """How a prediction of the remaining-time model becomes a promise at one target and moment.
+
+    ``log(1 + promised minutes) = center + weight * (prediction - center) + shift``: weight 1
+    trusts the model, weight 0 promises the same to every outage (the calibrated quantile of
+    recent outages open that long).
+    """
+
+    shift: float
+    weight: float = 1.0
+    center: float = 0.0
+
+    def minutes(self, predicted: float) -> float:
+        """The promised remaining minutes for a prediction (at least one)."""
+        log_minutes = self.center + self.weight * (predicted - self.center) + self.shift
+        return max(float(np.expm1(log_minutes)), 1.0)
 
 
 class _History:
@@ -389,7 +462,8 @@ class PromiseEngine:
         self._model: RemainingTimeModel | None = None
         self._survival = Calibration.empty(LEVEL_GRID)
         self._boosted = ShiftCalibration.empty()
-        self._settings: dict[tuple[str, float, float | None], float | None] = {}
+        self._levels: dict[tuple[float, float | None], float | None] = {}
+        self._model_settings: dict[tuple[float, float | None], ModelSetting | None] = {}
         # Predictions for every incident of the fit at the checkpoints, made in one batch: a
         # backtest asks at exactly those moments, and one row at a time costs a millisecond.
         self._predicted: dict[tuple[str, float], tuple[Incident, float]] = {}
@@ -418,7 +492,8 @@ class PromiseEngine:
             self._calibrate(history, now)
             if self._model is not None:
                 self._calibrate_boosted(history, now)
-        self._settings = {}
+        self._levels = {}
+        self._model_settings = {}
         self.fitted_at = now
         return self
 
@@ -503,11 +578,15 @@ class PromiseEngine:
 
     def level(self, target: float) -> float:
         """The survival-curve level used for ``target`` after the conformal shift."""
-        level = self._setting("survival", target)
+        self._check_fitted()
+        key = (target, None)
+        if key not in self._levels:
+            self._levels[key] = self._survival.setting_for(target, self.config.min_calibration)
+        level = self._levels[key]
         return target if level is None else level
 
-    def shift(self, target: float, open_minutes: float = 0.0) -> float | None:
-        """The conformal shift (log minutes) of the remaining-time model for ``target``.
+    def model_setting(self, target: float, open_minutes: float = 0.0) -> ModelSetting | None:
+        """How the remaining-time model promises at ``target`` (its conformal shift and weight).
 
         Fitted per checkpoint (the last one ``open_minutes`` has passed): how far the model is
         off differs between an outage just opened and one open for hours, so one shift for all
@@ -515,25 +594,20 @@ class PromiseEngine:
         cannot promise (not fitted, too few recent promises to calibrate on, or too many of them
         still open to tell); the survival curves then answer.
         """
+        self._check_fitted()
         if self._model is None:
             return None
         passed = [c for c in self.config.checkpoints if c <= open_minutes]
-        return self._setting("boosted", target, max(passed) if passed else None)
+        key = (target, max(passed) if passed else None)
+        if key not in self._model_settings:
+            self._model_settings[key] = self._boosted.setting_for(
+                target, self.config.min_calibration, key[1]
+            )
+        return self._model_settings[key]
 
-    def _setting(self, estimator: str, target: float, opened: float | None = None) -> float | None:
+    def _check_fitted(self) -> None:
         if self.fitted_at is None:
             raise RuntimeError("PromiseEngine.fit must be called before promising")
-        key = (estimator, target, opened)
-        if key not in self._settings:
-            if estimator == "boosted":
-                self._settings[key] = self._boosted.shift_for(
-                    target, self.config.min_calibration, opened
-                )
-            else:
-                self._settings[key] = self._survival.setting_for(
-                    target, self.config.min_calibration, opened
-                )
-        return self._settings[key]
 
     # -- promising -------------------------------------------------------------------------
 
@@ -541,8 +615,8 @@ class PromiseEngine:
         """The evidence and the remaining minutes for one promise; None: no evidence at all."""
         if self._history is None:
             raise RuntimeError("PromiseEngine.fit must be called before promising")
-        shift = self.shift(target, open_minutes)
-        if shift is not None:
+        setting = self.model_setting(target, open_minutes)
+        if setting is not None:
             found = self._history.candidates(outage, open_minutes)
             if not found:
                 return None
@@ -552,9 +626,9 @@ class PromiseEngine:
             if cached is not None and cached[0] == outage:
                 predicted = cached[1]
             else:
-                assert self._model is not None  # shift is None without a model
+                assert self._model is not None  # no setting without a model
                 predicted = float(self._model.predict([outage], [open_minutes])[0])
-            minutes = max(float(np.expm1(predicted + shift)), 1.0)
+            minutes = setting.minutes(predicted)
             return _Choice(segment, curve, minutes, BOOSTED_METHOD)
         chosen = self._history.remaining(outage, open_minutes, self.level(target))
         if chosen is None:

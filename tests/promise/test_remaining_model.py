@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,6 +31,19 @@ FIT_AT = START + timedelta(days=240)
 MEDIANS = {"1": 30.0, "2": 90.0, "3": 240.0, "4": 720.0}
 
 
+def _incident(index: int, started: datetime, minutes: float, **facts: Any) -> Incident:
+    """A resolved internet outage that lasted ``minutes``, with extra ``facts``."""
+    return Incident(
+        id=f"INC{index:05d}",
+        started_at=started,
+        resolved_at=started + timedelta(minutes=minutes),
+        service="internet",
+        cause="unknown",
+        region="NL",
+        **facts,
+    )
+
+
 def _history(days: int = 300, per_day: int = 10, seed: int = 3) -> list[Incident]:
     rng = np.random.default_rng(seed)
     incidents = []
@@ -37,17 +51,7 @@ def _history(days: int = 300, per_day: int = 10, seed: int = 3) -> list[Incident
         started = START + timedelta(minutes=float(rng.uniform(0, days * 1440)))
         priority = str(rng.integers(1, 5))
         minutes = float(rng.lognormal(np.log(MEDIANS[priority]), 0.5))
-        incidents.append(
-            Incident(
-                id=f"INC{index:05d}",
-                started_at=started,
-                resolved_at=started + timedelta(minutes=minutes),
-                service="internet",
-                cause="unknown",
-                region="NL",
-                attributes={"priority": priority},
-            )
-        )
+        incidents.append(_incident(index, started, minutes, attributes={"priority": priority}))
     return sorted(incidents, key=lambda i: i.started_at)
 
 
@@ -118,7 +122,7 @@ def test_without_enough_history_the_curves_answer(history: list[Incident]) -> No
     few = history[:60]  # at most 180 training examples: fewer than min_train
     config = EngineConfig(segments=((),), estimator="boosted", min_evidence=10)
     engine = PromiseEngine(config).fit(few, few[-1].started_at)
-    assert engine.shift(0.8) is None
+    assert engine.model_setting(0.8) is None
     outage = dataclasses.replace(few[-1], resolved_at=None)
     estimate = engine.promise(outage, outage.started_at, 0.8)
     assert estimate.explanation.method_version == SURVIVAL_METHOD
@@ -150,17 +154,8 @@ def test_the_model_reads_the_state_recorded_by_the_moment_asked() -> None:
         diagnosis = str(rng.choice(["replace part", "configuration"]))
         median = 600.0 if diagnosis == "replace part" else 60.0
         minutes = 45.0 + float(rng.lognormal(np.log(median), 0.4))
-        incidents.append(
-            Incident(
-                id=f"INC{index:05d}",
-                started_at=started,
-                resolved_at=started + timedelta(minutes=minutes),
-                service="internet",
-                cause="unknown",
-                region="NL",
-                updates=((started + timedelta(minutes=30), {"diagnosis": diagnosis}),),
-            )
-        )
+        diagnosed = (started + timedelta(minutes=30), {"diagnosis": diagnosis})
+        incidents.append(_incident(index, started, minutes, updates=(diagnosed,)))
     model = RemainingTimeModel(RemainingConfig()).fit(incidents, FIT_AT)
     slow = next(i for i in incidents if i.updates[0][1]["diagnosis"] == "replace part")
     # The same outage with the other diagnosis (the hour of opening is a feature too).
@@ -241,3 +236,29 @@ def test_the_shift_is_fitted_per_checkpoint_when_there_are_enough() -> None:
     assert after_an_hour is not None and after_an_hour > np.log1p(1000.0)
     pooled = calibration.shift_for(0.8, 150, 60.0)  # too few at the checkpoint: all count
     assert pooled is not None and np.log1p(1000.0) < pooled < after_an_hour
+
+
+def test_the_weight_keeps_what_the_model_knows_and_drops_what_it_does_not() -> None:
+    rng = np.random.default_rng(8)
+    remaining = rng.lognormal(np.log(100.0), 1.0, 400)
+    followed = np.full(400, 1e6)
+    informed = dataclasses.replace(  # predicts every remaining time exactly
+        _calibration(remaining, followed), predicted=np.log1p(remaining)
+    )
+    blind = dataclasses.replace(informed, predicted=rng.normal(np.log1p(100.0), 1.0, 400))
+
+    trusted = informed.setting_for(0.8, 50)
+    pulled = blind.setting_for(0.8, 50)
+
+    assert trusted is not None and trusted.weight == 1.0
+    assert pulled is not None and pulled.weight == 0.0
+    # The same promise for all: the conformal 80th percentile of the true times.
+    promised = pulled.minutes(float(blind.predicted[0]))
+    assert promised == pytest.approx(np.quantile(remaining, 0.8), rel=0.05)
+    assert promised == pulled.minutes(float(blind.predicted[1]))
+    kept = np.mean(remaining <= pulled.minutes(float(blind.predicted[0])))
+    assert kept >= 0.8
+    # The blind model's own promises (weight 1) are longer at the same kept rate.
+    unshrunk = blind.shift_for(0.8, 50)
+    assert unshrunk is not None
+    assert np.median(np.expm1(blind.predicted + unshrunk)) > 1.2 * promised
