@@ -147,11 +147,7 @@ class Calibration:
         of them. None: fewer than ``min_count`` decided promises at every setting, or, without
         ``last_resort``, no setting reaches the target (with it: the grid's last setting).
         """
-        rows = slice(None)
-        if opened is not None:
-            at_checkpoint = self.opened == opened
-            if at_checkpoint.sum() >= min_count:
-                rows = at_checkpoint
+        rows = _checkpoint_rows(self.opened, opened, min_count)
         quantiles, actual, available = self.quantiles[rows], self.actual[rows], self.available[rows]
         if len(actual) < min_count:
             return None
@@ -204,7 +200,7 @@ class ShiftCalibration:
         ``min_count``. None: fewer than ``min_count`` promises, or too few were seen resolved to
         tell (the curves answer then).
         """
-        rows = self._rows(min_count, opened)
+        rows = _checkpoint_rows(self.opened, opened, min_count)
         return _conformal_shift(
             self.predicted[rows], self.remaining[rows], self.followed[rows], target, min_count
         )
@@ -221,7 +217,7 @@ class ShiftCalibration:
         cover its mistakes too; pulled in all the way, it promises what a share ``target`` of
         recent outages open that long were fixed within. None as for :meth:`shift_for`.
         """
-        rows = self._rows(min_count, opened)
+        rows = _checkpoint_rows(self.opened, opened, min_count)
         predicted, remaining, followed = (
             self.predicted[rows],
             self.remaining[rows],
@@ -230,24 +226,25 @@ class ShiftCalibration:
         if len(predicted) == 0:
             return None
         center = float(np.median(predicted))
-        best: tuple[float, ModelSetting] | None = None
+        best: ModelSetting | None = None
         for weight in SHRINK_WEIGHTS:
             pulled = center + weight * (predicted - center)
             shift = _conformal_shift(pulled, remaining, followed, target, min_count)
-            if shift is None:
-                continue
-            median = float(np.median(pulled)) + shift
-            if best is None or median < best[0] - 1e-9:
-                best = (median, ModelSetting(shift=shift, weight=weight, center=center))
-        return None if best is None else best[1]
+            # Pulling towards the median keeps it, so the median promise is center + shift.
+            if shift is not None and (best is None or shift < best.shift - 1e-9):
+                best = ModelSetting(shift=shift, weight=weight, center=center)
+        return best
 
-    def _rows(self, min_count: int, opened: float | None) -> slice | npt.NDArray[np.bool_]:
-        """The promises made at checkpoint ``opened``, or all if there are too few of them."""
-        if opened is not None:
-            at_checkpoint: npt.NDArray[np.bool_] = np.asarray(self.opened == opened)
-            if at_checkpoint.sum() >= min_count:
-                return at_checkpoint
-        return slice(None)
+
+def _checkpoint_rows(
+    opened: FloatArray, checkpoint: float | None, min_count: int
+) -> slice | npt.NDArray[np.bool_]:
+    """The promises made at ``checkpoint``, or all if there are fewer than ``min_count``."""
+    if checkpoint is not None:
+        at_checkpoint: npt.NDArray[np.bool_] = np.asarray(opened == checkpoint)
+        if at_checkpoint.sum() >= min_count:
+            return at_checkpoint
+    return slice(None)
 
 
 def _conformal_shift(
