@@ -484,7 +484,7 @@ class PromiseEngine:
             model = RemainingTimeModel(self._remaining_config()).fit(history, now)
             if model.fitted:
                 self._model = model
-                self._predicted = _predict_at_checkpoints(model, history, config.checkpoints)
+                self._predicted = _predict_at_checkpoints(model, history, config.checkpoints, now)
         if config.conformal:
             self._calibrate(history, now)
             if self._model is not None:
@@ -701,16 +701,19 @@ def _predict_at_checkpoints(
     model: RemainingTimeModel,
     history: Sequence[Incident],
     checkpoints: Sequence[float],
+    now: datetime,
 ) -> dict[tuple[str, float], tuple[Incident, float]]:
     """The model's prediction for every incident still open at each checkpoint, in one batch.
 
-    Incidents that start after the fit moment are included: a prediction reads only what was known
-    at the checkpoint (the opening facts, the states recorded by then, the minutes open), so it
-    peeks at nothing.
+    Only incidents not resolved by ``now`` can still be asked about. Those that start after the
+    fit moment are included: a prediction reads only what was known at the checkpoint (the
+    opening facts, the states recorded by then, the minutes open), so it peeks at nothing.
     """
     rows: list[Incident] = []
     minutes: list[float] = []
     for incident in history:
+        if incident.resolved_at is not None and incident.resolved_at <= now:
+            continue
         duration = incident.duration_minutes()
         for checkpoint in checkpoints:
             if duration is None or duration > checkpoint:
