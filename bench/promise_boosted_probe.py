@@ -12,8 +12,10 @@ and a quantile loss at ``τ`` (each with a split-conformal shift), with two kind
   open then are left out of training, as in the engine.
 
 The shift is fitted two ways: ``decided`` counts a calibration promise once it was kept or its
-deadline passed while the incident was followed (undecided promises are dropped); ``IPCW`` is
-the engine's rule (:class:`promise.engine.ShiftCalibration`). With hindsight labels both agree.
+deadline passed while the incident was followed (undecided promises are dropped); ``KM`` is
+the engine's rule (:class:`promise.engine.ShiftCalibration`: Kaplan-Meier over the scores, an
+incident still open counting as at least as far off as it was followed). With hindsight labels
+both agree.
 
     .venv/bin/python bench/promise_boosted_probe.py --history <servicenow zip> \
         [--targets 0.7,0.8,0.9]
@@ -138,8 +140,13 @@ def main() -> None:
                     model = _booster(loss, target, encoding.n_categorical).fit(x_train[known], y)
                     p_calib, p_test = model.predict(x_calib), model.predict(x_test)
                 seconds = time.perf_counter() - tick
+                resolved = np.isfinite(calib_actual)
+                observed = np.where(resolved, calib_actual, calib_followed)
                 weighted = ShiftCalibration(
-                    p_calib, calib_actual, calib_followed, np.zeros(len(calib))
+                    np.log1p(observed) - p_calib,
+                    resolved,
+                    np.ones(len(calib)),
+                    np.zeros(len(calib)),
                 )
                 for tau in targets if loss == "squared_error" else [target]:
                     shifts = (
@@ -148,7 +155,7 @@ def main() -> None:
                             "+conformal (decided)",
                             _shift(p_calib, calib_actual, calib_followed, tau),
                         ),
-                        ("+conformal (IPCW)", weighted.shift_for(tau, 1) or SHIFTS[-1]),
+                        ("+conformal (KM)", weighted.shift_for(tau, 1) or SHIFTS[-1]),
                     )
                     for name, s in shifts:
                         kept, median = _score(np.expm1(p_test + s), test_actual)

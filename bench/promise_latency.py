@@ -3,7 +3,8 @@
 Example::
 
     .venv/bin/python bench/promise_latency.py --history ../shared/datasets/servicenow-incidents/\
-incident_event_log.zip --format servicenow --segments "priority,service;priority;"
+incident_event_log.zip --format servicenow --segments "priority,service;priority;" \
+        [--estimator boosted]
 
 Fits the engine once at the end of the history, then asks for promises for incidents of the
 history as if each were open for 0 min, 1 h or 4 h (cold: the first promise of a segment fits
@@ -33,12 +34,13 @@ def main() -> None:
     parser.add_argument(
         "--segments", default=None, help="';'-separated segments of ','-separated features"
     )
+    parser.add_argument("--estimator", default="survival", choices=["survival", "boosted"])
     parser.add_argument("--promises", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
     incidents = load_history(args.history, format=args.format).incidents
-    config = EngineConfig(timezone="UTC")
+    config = EngineConfig(timezone="UTC", estimator=args.estimator)
     if args.segments is not None:
         config = replace(
             config,

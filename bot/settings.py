@@ -203,8 +203,9 @@ class Settings(BaseSettings):
     promise_estimator: Literal["survival", "boosted"] = Field(
         default="survival",
         description="survival: Kaplan-Meier curves per segment; boosted: a gradient-boosted "
-        "model of the remaining time on every attribute known at opening, with a conformal "
-        "shift (the curves still give the evidence). See docs/benchmarks.md.",
+        "survival (AFT) model of the remaining time on every attribute known at opening and "
+        "the state recorded since, with a conformal shift (the curves still give the "
+        "evidence). See docs/benchmarks.md.",
     )
     promise_renew_at_fraction: float = Field(
         default=0.9,

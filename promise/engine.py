@@ -14,20 +14,17 @@ How a promise is made for an outage open ``s`` minutes, at target ``τ``:
    lasted ``s`` (a segment whose curve cannot reach ``ℓ(τ)`` hands over to a broader one). With
    ``estimator="boosted"`` the remaining-time model (:mod:`promise.remaining`) predicts
    ``log(1 + remaining minutes)`` from everything known when asked and ``s``, and the promise
-   is ``exp(c + w (prediction - c) + shift(τ)) - 1``, the weight ``w`` pulling predictions
-   towards their median ``c`` where the model tells outages apart poorly; until that model can
-   be fitted and calibrated, the curves answer as with ``survival``.
-3. **Conformal shift.** ``ℓ(τ)`` (or ``shift(τ)``) is fitted at fit time on recent outages,
-   promised to with what was known before them, at the same checkpoints as in production (on
-   opening, after 1 h and 4 h). Drift (a faster or slower repair season) and the model's own
-   bias (it learns from resolved outages only) are corrected this way without guessing their
-   cause. For the curves: the outages of the last ``calibration_days``, and ``ℓ(τ)`` is the
-   lowest level at which a share ``τ`` of the promises whose deadline has passed were kept. For
-   the model: the most recent share of the history (``RemainingConfig.calibration_share``),
-   and ``shift(τ)`` is the smallest shift at which a share ``τ`` of its promises is estimated
-   to be kept, promises on outages still open weighed in by inverse probability of censoring
-   instead of being dropped; of the weights tried, the one whose calibrated promises were
-   shortest is kept (:class:`ShiftCalibration`).
+   is ``exp(prediction + shift(τ)) - 1``; until that model can be fitted and calibrated, the
+   curves answer as with ``survival``.
+3. **Conformal shift.** ``ℓ(τ)`` (or ``shift(τ)``) is fitted at fit time, at the same
+   checkpoints as in production (on opening, after 1 h and 4 h), so drift (a faster or slower
+   repair season) and a model's own bias are corrected without guessing their cause. For the
+   curves: the outages of the last ``calibration_days``, promised to with what was known
+   before them, and ``ℓ(τ)`` is the lowest level at which a share ``τ`` of the promises whose
+   deadline has passed were kept. For the model: its out-of-fold predictions on the outages it
+   learnt from (each by a model that never saw that outage, recent outages weighing more), and
+   ``shift(τ)`` is the ``τ``-quantile of how far they were off, estimated with Kaplan-Meier so
+   that outages still open count as "at least this far off" (:class:`ShiftCalibration`).
 4. **Round** the deadline up to a quarter hour (whole hours beyond a day).
 
 The engine is a plain estimator: ``fit`` learns from history known at ``now`` and returns
@@ -54,7 +51,7 @@ from promise.rounding import round_up_deadline
 #: The method of a promise read off a segment's survival curve.
 SURVIVAL_METHOD = "segment-km-conformal/2"
 #: The method of a promise from the remaining-time model with its conformal shift.
-BOOSTED_METHOD = "boosted-conformal/5"
+BOOSTED_METHOD = "boosted-aft-conformal/6"
 #: The method of the default configuration.
 METHOD_VERSION = SURVIVAL_METHOD
 
@@ -64,9 +61,6 @@ Estimator = Literal["boosted", "survival"]
 CHECKPOINTS_MINUTES: tuple[float, ...] = (0.0, 60.0, 240.0)
 
 LEVEL_GRID = np.round(np.arange(0.30, 0.9951, 0.005), 3)
-#: How far the remaining-time model's predictions are trusted, tried at calibration
-#: (:meth:`ShiftCalibration.setting_for`): 1 as predicted, 0 the same promise for all.
-SHRINK_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 
 Segment = tuple[str, ...]
 SegmentKey = tuple[Segment, tuple[str, ...]]
@@ -136,16 +130,14 @@ class Calibration:
         target: float,
         min_count: int,
         opened: float | None = None,
-        *,
-        last_resort: bool = True,
     ) -> float | None:
         """The lowest setting whose promises were kept at least ``target`` of the time.
 
         Only promises whose deadline has passed count (kept or broken). Counting outages that
         are fixed early while leaving out slow ones still open would flatter every setting.
         With ``opened``, only the promises made at that checkpoint count, if there are enough
-        of them. None: fewer than ``min_count`` decided promises at every setting, or, without
-        ``last_resort``, no setting reaches the target (with it: the grid's last setting).
+        of them. None: fewer than ``min_count`` decided promises at every setting; when none
+        reaches the target, the grid's last setting.
         """
         rows = _checkpoint_rows(self.opened, opened, min_count)
         quantiles, actual, available = self.quantiles[rows], self.actual[rows], self.available[rows]
@@ -159,81 +151,63 @@ class Calibration:
         enough = n_decided >= min_count
         good = enough & (rate >= target)
         if not good.any():
-            return float(self.grid[-1]) if enough.any() and last_resort else None
+            return float(self.grid[-1]) if enough.any() else None
         return float(self.grid[int(np.argmax(good))])
 
 
 @dataclass(frozen=True, slots=True)
 class ShiftCalibration:
-    """The remaining-time model's past promises on recent outages, for its conformal shift.
+    """How far the remaining-time model was off on outages it did not learn from.
 
-    Row *i* is one promise: ``predicted[i]`` the model's ``log(1 + remaining minutes)``,
-    ``remaining[i]`` the minutes it really took (inf if not resolved when last seen),
-    ``followed[i]`` the minutes the outage was followed after the promise (until the fit, or
-    until its record was closed without a resolution), ``opened[i]`` the checkpoint it was made
-    at. At shift ``σ`` the promise is ``exp(predicted + σ) - 1`` minutes, so it was kept from
-    the shift ``log(1 + remaining) - predicted`` (its score) on.
+    Row *i* is one out-of-fold prediction (:attr:`RemainingTimeModel.out_of_fold
+    <promise.remaining.RemainingTimeModel.out_of_fold>`): ``scores[i]`` is ``log(1 + remaining
+    minutes) - prediction``, the shift from which its promise would have been kept; where
+    ``resolved[i]`` is False the outage was still open when last seen, so the score is only a
+    lower bound. ``weights[i]`` is its recency weight, ``opened[i]`` the checkpoint it was made
+    at.
     """
 
-    predicted: FloatArray
-    remaining: FloatArray
-    followed: FloatArray
+    scores: FloatArray
+    resolved: npt.NDArray[np.bool_]
+    weights: FloatArray
     opened: FloatArray
 
     @classmethod
     def empty(cls) -> ShiftCalibration:
         """No calibration data."""
-        return cls(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
+        return cls(np.empty(0), np.empty(0, dtype=bool), np.empty(0), np.empty(0))
+
+    @classmethod
+    def from_model(cls, model: RemainingTimeModel) -> ShiftCalibration:
+        """The calibration data of a fitted model (empty if it was not fitted)."""
+        sample = model.out_of_fold
+        if sample is None:
+            return cls.empty()
+        scores = np.log1p(sample.observed) - sample.predicted
+        return cls(scores, sample.resolved, sample.weights, sample.opened)
 
     def shift_for(self, target: float, min_count: int, opened: float | None = None) -> float | None:
         """The smallest shift at which an estimated share ``target`` of the promises is kept.
 
-        The outages that started last are still open for the long promises: leaving those
-        promises out (the curves' rule) keeps the quick repairs among them and so flatters
-        every shift; counting them as broken (or, with Kaplan-Meier on the scores, like the
-        older outages at risk) does the opposite, and on ServiceNow each missed the target by
-        5 to 10 points. How long an outage was followed after a promise depends only on when it
-        started, not on how long it takes, so the share kept is estimated with inverse
-        probability of censoring weights instead: each promise kept within ``t`` minutes counts
-        ``1 / P(followed >= t)``, that probability read off all the promises' ``followed``.
-        With ``opened``, only the promises made at that checkpoint count, if there are at least
-        ``min_count``. None: fewer than ``min_count`` promises, or too few were seen resolved to
-        tell (the curves answer then).
+        The share is read off a recency-weighted Kaplan-Meier curve of the scores: a promise
+        on an outage still open counts as kept up to its score and as unknown beyond it, not as
+        broken (which would lengthen every promise) nor left out (which would keep only the
+        quick repairs of the recent past). Split-conformal level: the ``ceil((n + 1) τ)``-th of
+        ``n`` scores. With ``opened``, only the promises made at that checkpoint count, if there
+        are at least ``min_count``. None: fewer than ``min_count`` promises, or too many still
+        open to tell (the curves answer then).
         """
         rows = _checkpoint_rows(self.opened, opened, min_count)
-        return _conformal_shift(
-            self.predicted[rows], self.remaining[rows], self.followed[rows], target, min_count
-        )
-
-    def setting_for(
-        self, target: float, min_count: int, opened: float | None = None
-    ) -> ModelSetting | None:
-        """The calibrated setting that made the shortest promises on these outages.
-
-        Each weight of :data:`SHRINK_WEIGHTS` pulls the predictions towards their median before
-        the shift (:meth:`shift_for`) is fitted; all are calibrated the same way, and the one
-        whose promises had the shortest median wins. A model that cannot tell the slow outages
-        from the fast ones at some moment only spreads its promises there, so the shift must
-        cover its mistakes too; pulled in all the way, it promises what a share ``target`` of
-        recent outages open that long were fixed within. None as for :meth:`shift_for`.
-        """
-        rows = _checkpoint_rows(self.opened, opened, min_count)
-        predicted, remaining, followed = (
-            self.predicted[rows],
-            self.remaining[rows],
-            self.followed[rows],
-        )
-        if len(predicted) == 0:
+        scores = self.scores[rows]
+        n = len(scores)
+        if n == 0 or n < min_count:
             return None
-        center = float(np.median(predicted))
-        best: ModelSetting | None = None
-        for weight in SHRINK_WEIGHTS:
-            pulled = center + weight * (predicted - center)
-            shift = _conformal_shift(pulled, remaining, followed, target, min_count)
-            # Pulling towards the median keeps it, so the median promise is center + shift.
-            if shift is not None and (best is None or shift < best.shift - 1e-9):
-                best = ModelSetting(shift=shift, weight=weight, center=center)
-        return best
+        level = min(np.ceil((n + 1) * target) / n, 1.0)
+        # Kaplan-Meier wants positive times: the scores, moved to start at 1.
+        offset = 1.0 - float(scores.min())
+        curve = SurvivalCurve.fit(scores + offset, self.resolved[rows], self.weights[rows])
+        quantile = curve.remaining_quantile(0.0, level)
+        return None if quantile is None else quantile - offset
 
 
 def _checkpoint_rows(
@@ -245,53 +219,6 @@ def _checkpoint_rows(
         if at_checkpoint.sum() >= min_count:
             return at_checkpoint
     return slice(None)
-
-
-def _conformal_shift(
-    predicted: FloatArray,
-    remaining: FloatArray,
-    followed: FloatArray,
-    target: float,
-    min_count: int,
-) -> float | None:
-    """The IPCW split-conformal shift of :meth:`ShiftCalibration.shift_for`."""
-    followed = np.sort(followed)
-    n = len(predicted)
-    if n < min_count:
-        return None
-    # Split-conformal level: the ceil((n + 1) τ)-th of n scores covers a new one w.p. τ.
-    level = min(np.ceil((n + 1) * target) / n, 1.0)
-    resolved = np.isfinite(remaining)
-    times = remaining[resolved]
-    # Promises followed at least as long as each resolution took (itself included, so >= 1).
-    seen_as_long = n - np.searchsorted(followed, times, side="left")
-    weights = 1.0 / np.maximum(seen_as_long, 1)
-    scores = np.log1p(times) - predicted[resolved]
-    order = np.argsort(scores, kind="stable")
-    kept_share = np.cumsum(weights[order])
-    reached = kept_share >= level - 1e-12
-    if not reached.any():
-        return None
-    return float(scores[order][int(np.argmax(reached))])
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSetting:
-    """How a prediction of the remaining-time model becomes a promise at one target and moment.
-
-    ``log(1 + promised minutes) = center + weight * (prediction - center) + shift``: weight 1
-    trusts the model, weight 0 promises the same to every outage (the calibrated quantile of
-    recent outages open that long).
-    """
-
-    shift: float
-    weight: float = 1.0
-    center: float = 0.0
-
-    def minutes(self, predicted: float) -> float:
-        """The promised remaining minutes for a prediction (at least one)."""
-        log_minutes = self.center + self.weight * (predicted - self.center) + self.shift
-        return max(float(np.expm1(log_minutes)), 1.0)
 
 
 class _History:
@@ -460,7 +387,7 @@ class PromiseEngine:
         self._survival = Calibration.empty(LEVEL_GRID)
         self._boosted = ShiftCalibration.empty()
         self._levels: dict[tuple[float, float | None], float | None] = {}
-        self._model_settings: dict[tuple[float, float | None], ModelSetting | None] = {}
+        self._model_shifts: dict[tuple[float, float | None], float | None] = {}
         # Predictions for every incident of the fit at the checkpoints, made in one batch: a
         # backtest asks at exactly those moments, and one row at a time costs a millisecond.
         self._predicted: dict[tuple[str, float], tuple[Incident, float]] = {}
@@ -488,9 +415,9 @@ class PromiseEngine:
         if config.conformal:
             self._calibrate(history, now)
             if self._model is not None:
-                self._calibrate_boosted(history, now)
+                self._boosted = ShiftCalibration.from_model(self._model)
         self._levels = {}
-        self._model_settings = {}
+        self._model_shifts = {}
         self.fitted_at = now
         return self
 
@@ -537,42 +464,6 @@ class PromiseEngine:
             LEVEL_GRID, np.vstack(grids), actual_array, available_array, opened
         )
 
-    def _calibrate_boosted(self, history: Sequence[Incident], now: datetime) -> None:
-        """Score promises on the most recent outages with a model fitted before they started."""
-        config = self.config
-        known = sorted((i for i in history if i.started_at <= now), key=lambda i: i.started_at)
-        count = int(len(known) * config.remaining.calibration_share)
-        if count < 1 or count >= len(known):
-            return
-        # The calibrating model knew only what was known when the first of them started.
-        cutoff = known[-count - 1].started_at
-        recent = [i for i in known[-count:] if i.started_at > cutoff]
-        model = RemainingTimeModel(self._remaining_config()).fit(history, cutoff)
-        if not model.fitted:
-            return
-        points: list[tuple[Incident, float]] = []
-        remaining: list[float] = []
-        followed: list[float] = []
-        for incident in recent:
-            end, resolved = incident.observed_end(now)
-            # Followed until now, or until its record was closed without a resolution.
-            horizon = now if resolved or incident.censored_at is None else end
-            for open_minutes in config.checkpoints:
-                asked_at = incident.started_at + timedelta(minutes=open_minutes)
-                if asked_at >= end:
-                    continue
-                points.append((incident, open_minutes))
-                remaining.append((end - asked_at).total_seconds() / 60.0 if resolved else np.inf)
-                followed.append((horizon - asked_at).total_seconds() / 60.0)
-        if not points:
-            return
-        self._boosted = ShiftCalibration(
-            model.predict([i for i, _ in points], [m for _, m in points]),
-            np.asarray(remaining, dtype=np.float64),
-            np.asarray(followed, dtype=np.float64),
-            np.asarray([m for _, m in points], dtype=np.float64),
-        )
-
     def level(self, target: float) -> float:
         """The survival-curve level used for ``target`` after the conformal shift."""
         self._check_fitted()
@@ -582,25 +473,25 @@ class PromiseEngine:
         level = self._levels[key]
         return target if level is None else level
 
-    def model_setting(self, target: float, open_minutes: float = 0.0) -> ModelSetting | None:
-        """How the remaining-time model promises at ``target`` (its conformal shift and weight).
+    def model_shift(self, target: float, open_minutes: float = 0.0) -> float | None:
+        """The remaining-time model's conformal shift at ``target`` (log minutes).
 
         Fitted per checkpoint (the last one ``open_minutes`` has passed): how far the model is
         off differs between an outage just opened and one open for hours, so one shift for all
         would keep promises too often at one moment and too rarely at another. None: the model
-        cannot promise (not fitted, too few recent promises to calibrate on, or too many of them
-        still open to tell); the survival curves then answer.
+        cannot promise (not fitted, too few examples to calibrate on, or too many of them still
+        open to tell); the survival curves then answer.
         """
         self._check_fitted()
         if self._model is None:
             return None
         passed = [c for c in self.config.checkpoints if c <= open_minutes]
         key = (target, max(passed) if passed else None)
-        if key not in self._model_settings:
-            self._model_settings[key] = self._boosted.setting_for(
+        if key not in self._model_shifts:
+            self._model_shifts[key] = self._boosted.shift_for(
                 target, self.config.min_calibration, key[1]
             )
-        return self._model_settings[key]
+        return self._model_shifts[key]
 
     def _check_fitted(self) -> None:
         if self.fitted_at is None:
@@ -612,8 +503,8 @@ class PromiseEngine:
         """The evidence and the remaining minutes for one promise; None: no evidence at all."""
         if self._history is None:
             raise RuntimeError("PromiseEngine.fit must be called before promising")
-        setting = self.model_setting(target, open_minutes)
-        if setting is not None:
+        shift = self.model_shift(target, open_minutes)
+        if shift is not None:
             found = self._history.candidates(outage, open_minutes)
             if not found:
                 return None
@@ -623,9 +514,9 @@ class PromiseEngine:
             if cached is not None and cached[0] == outage:
                 predicted = cached[1]
             else:
-                assert self._model is not None  # no setting without a model
+                assert self._model is not None  # no shift without a model
                 predicted = float(self._model.predict([outage], [open_minutes])[0])
-            minutes = setting.minutes(predicted)
+            minutes = max(float(np.expm1(predicted + shift)), 1.0)
             return _Choice(segment, curve, minutes, BOOSTED_METHOD)
         chosen = self._history.remaining(outage, open_minutes, self.level(target))
         if chosen is None:

@@ -2,32 +2,34 @@
 
 A Kaplan-Meier curve per segment can only pool outages that share a label, and its upper
 quantiles end in the censored tail of the slowest outages. Real histories carry many more clues
-at opening (priority, assignment group, symptom, location, hour of day). This model learns from
-all of them at once: a gradient-boosted regression (scikit-learn) of ``log(1 + remaining
-minutes)`` on what was known when asked (the opening facts, the states recorded since, such as a
-ticket's state or reassignments, and the minutes already open), trained on every resolved outage
-at the moments customers ask (on opening, after 1 h and 4 h while it was still open), recent
-outages weighing more.
+(priority, assignment group, symptom, location, hour of day, and the state recorded since
+opening). This model learns from all of them at once: a gradient-boosted accelerated failure
+time model (XGBoost's ``survival:aft``) of the remaining minutes, from what was known when asked
+(the opening facts, the states recorded since, the minutes already open), at the moments
+customers ask (on opening, after 1 h and 4 h while the outage was still open), recent outages
+weighing more.
+
+Outages still open at the fit count as what they are: right-censored, lasting at least as long
+as they were followed. A regression on resolved outages alone learns from the quick repairs of
+the recent past and misses its slow ones, so it under-predicts exactly the outages a promise is
+for; on the ServiceNow log most outages of the last weeks are still open at any fit.
 
 It predicts a typical remaining time, not a promise: the engine turns it into one with a
-conformal shift, ``promise = exp(prediction + shift) - 1``, the shift fitted on the most recent
-outages so that a share ``τ`` of its promises were kept (:mod:`promise.engine`).
-
-A squared loss on log time, not a quantile loss at ``τ``: one model then serves every target
-(the shift differs per target), and on the ServiceNow log it gave shorter calibrated promises
-than quantile boosting (``bench/promise_boosted_probe.py``, docs/benchmarks.md).
+conformal shift, ``promise = exp(prediction + shift) - 1``, fitted on how far the model was off
+on outages it did not learn from (:attr:`RemainingTimeModel.out_of_fold`, see
+:class:`promise.engine.ShiftCalibration`).
 """
 
 from __future__ import annotations
 
-import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
+import numpy.typing as npt
+import xgboost as xgb
 
 from promise.curves import FloatArray
 from promise.features import OpeningFeatures
@@ -41,31 +43,53 @@ class RemainingConfig:
     #: Features the model may use (Incident fields or attribute names); empty: the fields plus
     #: every attribute the history carries.
     features: tuple[str, ...] = ()
-    #: Minutes open at which each resolved outage becomes a training example.
+    #: Minutes open at which each outage becomes a training example.
     train_checkpoints: tuple[float, ...] = (0.0, 60.0, 240.0)
-    #: Fewer training examples than this: no model (the engine then gives no clock time).
+    #: Fewer resolved training examples than this: no model (the curves then answer).
     min_train: int = 200
     #: Boosting rounds; more fit the history closer but take longer to learn.
-    max_iter: int = 150
+    rounds: int = 150
+    learning_rate: float = 0.1
+    max_depth: int = 6
+    #: The least (recency-weighted) evidence a leaf may rest on.
+    min_child_weight: float = 10.0
+    #: Spread of the log-normal error the AFT loss assumes. It only shapes the fit: the
+    #: promise's margin comes from the conformal shift.
+    aft_scale: float = 1.2
     #: Categories seen less often than this share one "rare" level.
     min_frequency: int = 5
     #: An outage this many days older than the fit moment counts half.
     half_life_days: float = 90.0
     #: The clock on which the hour of day and weekday features are read.
     timezone: str = "Europe/Amsterdam"
-    #: The most recent share of the outages known at a fit (by start) calibrates the conformal
-    #: shift, predicted by a model fitted when the first of them started. By count, not by
-    #: days: a window of days holds nearly the whole history after a busy spell (so the
-    #: calibrating model knew too little to resemble the one that promises) and a handful of
-    #: outages after a quiet one.
-    calibration_share: float = 0.2
-    #: OpenMP threads of the booster. OpenMP threads spin while they wait: on cores shared with
-    #: the service's other work, more than one made fitting ~15 times slower here.
+    #: Cross-fitting folds (by outage) for the out-of-fold predictions that calibrate the
+    #: shift. Each costs one more fit.
+    folds: int = 3
+    #: Threads of the booster. On cores shared with the service's other work, more than one
+    #: made fitting slower here.
     threads: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class OutOfFold:
+    """The model's predictions on its own training examples, each by a model that never saw
+    that outage: how far off it is on outages it did not learn from.
+
+    Row *i*: ``predicted[i]`` (``log(1 + remaining minutes)``), ``observed[i]`` the minutes
+    from the moment asked until the outage was resolved or, if ``resolved[i]`` is False, until
+    it was last seen open; ``weights[i]`` its recency weight; ``opened[i]`` the minutes it had
+    been open when asked.
+    """
+
+    predicted: FloatArray
+    observed: FloatArray
+    resolved: npt.NDArray[np.bool_]
+    weights: FloatArray
+    opened: FloatArray
+
+
 class RemainingTimeModel:
-    """Predicts ``log(1 + remaining minutes)`` of an outage from its opening facts and age.
+    """Predicts ``log(1 + remaining minutes)`` of an outage from what is known and its age.
 
     Example::
 
@@ -76,67 +100,72 @@ class RemainingTimeModel:
     def __init__(self, config: RemainingConfig | None = None) -> None:
         self.config = config or RemainingConfig()
         self._encoding: OpeningFeatures | None = None
-        self._model: HistGradientBoostingRegressor | None = None
-        #: Training examples of the last fit.
+        self._booster: xgb.Booster | None = None
+        #: Training examples of the last fit (resolved and still open).
         self.n_train = 0
+        #: Out-of-fold predictions of the last fit (None: not fitted).
+        self.out_of_fold: OutOfFold | None = None
 
     @property
     def fitted(self) -> bool:
         """Whether a model was learnt (False: too little resolved history)."""
-        return self._model is not None
+        return self._booster is not None
 
     def fit(self, history: Sequence[Incident], now: datetime) -> RemainingTimeModel:
-        """Learn from the outages resolved by ``now``; returns the model.
+        """Learn from the outages known at ``now``; returns the model.
 
-        Outages still open at ``now`` are left out of the regression: their remaining time is
-        unknown. That biases the predictions short for slow kinds of outage, which is why the
-        engine never uses them without the conformal shift: its calibrating model, fitted the
-        same way at an earlier moment, has the same bias, and the shift's estimate weighs in
-        the outages still open (:class:`promise.engine.ShiftCalibration`). Weighting each
-        resolved outage by the inverse chance of seeing a duration that long did not shorten
-        the promises on ServiceNow (docs/benchmarks.md).
+        Every outage open at a checkpoint before ``now`` is an example: resolved ones with the
+        remaining time they took, the others censored at the time they were followed (until
+        ``now``, or until their record was closed without a resolution). Also fills
+        :attr:`out_of_fold`.
         """
         config = self.config
-        known = [i for i in history if i.started_at <= now]
         rows: list[Incident] = []
         open_minutes: list[float] = []
-        target: list[float] = []
+        observed: list[float] = []
+        resolved: list[bool] = []
         weight: list[float] = []
-        for incident in known:
-            end, resolved = incident.observed_end(now)
-            if not resolved:
+        for incident in history:
+            if incident.started_at > now:
                 continue
-            duration = (end - incident.started_at).total_seconds() / 60.0
+            end, done = incident.observed_end(now)
+            followed = (end - incident.started_at).total_seconds() / 60.0
             age_days = (now - incident.started_at).total_seconds() / 86400.0
             for minutes in config.train_checkpoints:
-                if duration > minutes:
+                if followed > minutes:
                     rows.append(incident)
                     open_minutes.append(minutes)
-                    target.append(math.log1p(duration - minutes))
+                    observed.append(followed - minutes)
+                    resolved.append(done)
                     weight.append(0.5 ** (age_days / config.half_life_days))
-        self._model = None
+        self._booster = None
         self._encoding = None
+        self.out_of_fold = None
         self.n_train = len(rows)
-        if len(rows) < config.min_train:
+        if sum(resolved) < config.min_train:
             return self
         self._encoding = OpeningFeatures(
             config.features, timezone=config.timezone, min_frequency=config.min_frequency
-        ).fit(rows, _moments(rows, open_minutes))
-        self._model = HistGradientBoostingRegressor(
-            max_iter=config.max_iter,
-            learning_rate=0.1,
-            max_leaf_nodes=31,
-            min_samples_leaf=40,
-            l2_regularization=1.0,
-            categorical_features=list(range(self._encoding.n_categorical)),
-            random_state=0,
         )
-        with threadpool_limits(limits=config.threads, user_api="openmp"):
-            self._model.fit(
-                self._matrix(rows, open_minutes),
-                np.asarray(target, dtype=np.float64),
-                sample_weight=np.asarray(weight, dtype=np.float64),
+        matrix = _with_minutes_open(
+            self._encoding.fit_transform(rows, _moments(rows, open_minutes)), open_minutes
+        )
+        remaining = np.asarray(observed, dtype=np.float64)
+        done_array = np.asarray(resolved, dtype=bool)
+        weights = np.asarray(weight, dtype=np.float64)
+        self._booster = self._train(matrix, remaining, done_array, weights)
+        # Folds by outage: its three checkpoints share one, so none peeks at another.
+        fold = np.asarray([zlib.crc32(i.id.encode()) % config.folds for i in rows])
+        predicted = np.empty(len(rows))
+        for k in range(config.folds):
+            held = fold == k
+            booster = self._train(
+                matrix[~held], remaining[~held], done_array[~held], weights[~held]
             )
+            predicted[held] = self._log_predict(booster, matrix[held])
+        self.out_of_fold = OutOfFold(
+            predicted, remaining, done_array, weights, np.asarray(open_minutes, dtype=np.float64)
+        )
         return self
 
     def predict(self, incidents: Sequence[Incident], open_minutes: Sequence[float]) -> FloatArray:
@@ -145,18 +174,63 @@ class RemainingTimeModel:
         Raises:
             RuntimeError: the model was not fitted (see :attr:`fitted`).
         """
-        if self._model is None:
+        if self._booster is None:
             raise RuntimeError("RemainingTimeModel has no model: too little history to fit")
         if not incidents:
             return np.empty(0)
-        with threadpool_limits(limits=self.config.threads, user_api="openmp"):
-            return np.asarray(self._model.predict(self._matrix(incidents, open_minutes)))
+        return self._log_predict(self._booster, self._matrix(incidents, open_minutes))
+
+    def _train(
+        self,
+        matrix: FloatArray,
+        remaining: FloatArray,
+        resolved: npt.NDArray[np.bool_],
+        weights: FloatArray,
+    ) -> xgb.Booster:
+        config = self.config
+        # Labels are 1 + minutes, so the model's log time is log(1 + remaining minutes).
+        lower = 1.0 + remaining
+        data = self._data(matrix)
+        data.set_weight(weights)
+        data.set_float_info("label_lower_bound", lower)
+        data.set_float_info("label_upper_bound", np.where(resolved, lower, np.inf))
+        parameters = {
+            "objective": "survival:aft",
+            "aft_loss_distribution": "normal",
+            "aft_loss_distribution_scale": config.aft_scale,
+            "tree_method": "hist",
+            "learning_rate": config.learning_rate,
+            "max_depth": config.max_depth,
+            "min_child_weight": config.min_child_weight,
+            # Partition splits: a category joins whichever side fits it, not one-vs-rest.
+            "max_cat_to_onehot": 1,
+            "nthread": config.threads,
+            "seed": 0,
+            "verbosity": 0,
+        }
+        return xgb.train(parameters, data, num_boost_round=config.rounds)
+
+    def _data(self, matrix: FloatArray) -> xgb.DMatrix:
+        assert self._encoding is not None
+        categorical = self._encoding.n_categorical
+        types = ["c"] * categorical + ["q"] * (matrix.shape[1] - categorical)
+        return xgb.DMatrix(
+            matrix, feature_types=types, enable_categorical=True, nthread=self.config.threads
+        )
+
+    def _log_predict(self, booster: xgb.Booster, matrix: FloatArray) -> FloatArray:
+        # AFT predicts the time itself (1 + minutes here).
+        return np.log(np.asarray(booster.predict(self._data(matrix)), dtype=np.float64))
 
     def _matrix(self, incidents: Sequence[Incident], open_minutes: Sequence[float]) -> FloatArray:
         assert self._encoding is not None
         # The outage as it stood when asked: its recorded states up to then count.
         encoded = self._encoding.transform(incidents, _moments(incidents, open_minutes))
-        return np.column_stack([encoded, np.asarray(open_minutes, dtype=np.float64)])
+        return _with_minutes_open(encoded, open_minutes)
+
+
+def _with_minutes_open(encoded: FloatArray, open_minutes: Sequence[float]) -> FloatArray:
+    return np.column_stack([encoded, np.asarray(open_minutes, dtype=np.float64)])
 
 
 def _moments(incidents: Sequence[Incident], open_minutes: Sequence[float]) -> list[datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -91,6 +92,15 @@ def backtest(
         Path | None, typer.Option("--plot", help="Calibration plot PNG (default in BELOFTE_HOME).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Threads of the boosted model's fits: a replay may take every core, the "
+            "service keeps one.",
+        ),
+    ] = 1,
 ) -> None:
     """Replay the history in time order and score the method against three baselines."""
     from promise.backtest import BacktestConfig, dumps, run_backtest, summary_rows
@@ -104,9 +114,9 @@ def backtest(
         raise typer.BadParameter("every target must be between 0 and 1")
     load = _load(history, format, mapping)
     plot_path = plot or settings.resolved_home / "promise" / "calibration.png"
-    config = BacktestConfig(
-        targets=target_values, refit_days=refit_days, engine=engine_config(settings)
-    )
+    engine = engine_config(settings)
+    engine = replace(engine, remaining=replace(engine.remaining, threads=threads))
+    config = BacktestConfig(targets=target_values, refit_days=refit_days, engine=engine)
     try:
         result = run_backtest(load.incidents, config, plot=plot_path)
     except ValueError as exc:

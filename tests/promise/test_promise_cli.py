@@ -106,6 +106,11 @@ def test_backtest_refuses_an_unknown_format_and_bad_targets(history_csv: Path, h
         app, ["promise", "backtest", "--history", str(history_csv), "--targets", "0.8,1.5"]
     )
     assert bad.exit_code != 0
+    no_threads = runner.invoke(
+        app, ["promise", "backtest", "--history", str(history_csv), "--threads", "0"]
+    )
+    assert no_threads.exit_code != 0
+    assert "--threads" in no_threads.output
 
 
 def test_import_reports_bad_rows_by_line_and_loads_the_rest(tmp_path: Path, home: Path) -> None:
