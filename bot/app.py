@@ -65,12 +65,13 @@ def create_app(
     """The ASGI app. Defaults: the configured database, Rasa server and knowledge index.
 
     ``promises`` defaults to a :class:`PromiseService` on the settings (its engine is fitted on
-    first use); the lifespan runs its renewal loop (:class:`PromiseWatch`). ``channels``
-    defaults to a :class:`ChannelGateway` (Telegram, SMS, WhatsApp) on the settings.
+    first use, and refitted in the background when the history changes); the lifespan runs its
+    renewal loop (:class:`PromiseWatch`). ``channels`` defaults to a :class:`ChannelGateway`
+    (Telegram, SMS, WhatsApp) on the settings.
     """
     settings = settings or get_settings()
     sessions = sessions or get_sessionmaker(settings)
-    promises = promises or PromiseService(settings)
+    promises = promises or PromiseService(settings, refit_sessions=sessions)
     channels = channels or ChannelGateway(settings, sessions)
     knowledge = knowledge or load_knowledge(settings)
     identifier = LanguageIdentifier.from_nlu_data(

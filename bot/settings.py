@@ -201,11 +201,11 @@ class Settings(BaseSettings):
         "fields or imported attributes (e.g. priority); the empty one pools everything.",
     )
     promise_estimator: Literal["survival", "boosted"] = Field(
-        default="survival",
-        description="survival: Kaplan-Meier curves per segment; boosted: a gradient-boosted "
-        "survival (AFT) model of the remaining time on every attribute known at opening and "
-        "the state recorded since, with a conformal shift (the curves still give the "
-        "evidence). See docs/benchmarks.md.",
+        default="boosted",
+        description="boosted: a gradient-boosted survival (AFT) model of the remaining time on "
+        "every attribute known at opening and the state recorded since, with a conformal "
+        "shift (the curves still give the evidence, and answer while the history is too small "
+        "for the model); survival: Kaplan-Meier curves per segment. See docs/benchmarks.md.",
     )
     promise_renew_at_fraction: float = Field(
         default=0.9,

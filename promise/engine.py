@@ -52,8 +52,6 @@ from promise.rounding import round_up_deadline
 SURVIVAL_METHOD = "segment-km-conformal/2"
 #: The method of a promise from the remaining-time model with its conformal shift.
 BOOSTED_METHOD = "boosted-aft-conformal/6"
-#: The method of the default configuration.
-METHOD_VERSION = SURVIVAL_METHOD
 
 Estimator = Literal["boosted", "survival"]
 
@@ -171,6 +169,11 @@ class ShiftCalibration:
     resolved: npt.NDArray[np.bool_]
     weights: FloatArray
     opened: FloatArray
+    #: Kaplan-Meier curve of the scores (and their offset) per checkpoint (None: all), fitted
+    #: on first use: every target asks the same curve.
+    _curves: dict[float | None, tuple[SurvivalCurve, float]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def empty(cls) -> ShiftCalibration:
@@ -202,10 +205,14 @@ class ShiftCalibration:
         n = len(scores)
         if n == 0 or n < min_count:
             return None
+        key = None if isinstance(rows, slice) else opened
+        if key not in self._curves:
+            # Kaplan-Meier wants positive times: the scores, moved to start at 1.
+            offset = 1.0 - float(scores.min())
+            curve = SurvivalCurve.fit(scores + offset, self.resolved[rows], self.weights[rows])
+            self._curves[key] = (curve, offset)
+        curve, offset = self._curves[key]
         level = min(np.ceil((n + 1) * target) / n, 1.0)
-        # Kaplan-Meier wants positive times: the scores, moved to start at 1.
-        offset = 1.0 - float(scores.min())
-        curve = SurvivalCurve.fit(scores + offset, self.resolved[rows], self.weights[rows])
         quantile = curve.remaining_quantile(0.0, level)
         return None if quantile is None else quantile - offset
 

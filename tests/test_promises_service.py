@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import Engine, event, func, insert, select
@@ -1074,6 +1076,79 @@ def test_refits_are_rate_limited(settings: Settings, session: Session) -> None:
     assert engine.fits == 2
 
 
+class GatedEngine(ScriptedEngine):
+    """A scripted engine whose fits wait for ``gate`` and are recorded in ``fits_on``."""
+
+    def __init__(self, gate: threading.Event, fits_on: list[int], fail: bool = False) -> None:
+        super().__init__()
+        self.gate, self.fits_on, self.fail = gate, fits_on, fail
+
+    def fit(self, history: Sequence[Incident], now: datetime) -> ScriptedEngine:
+        assert self.gate.wait(30)
+        if self.fail:
+            raise RuntimeError("out of memory")
+        self.fits_on.append(len(history))
+        return super().fit(history, now)
+
+
+def test_a_changed_history_is_refitted_in_the_background(
+    settings: Settings, session: Session, db_engine: Engine
+) -> None:
+    gate, fits_on = threading.Event(), []
+    gate.set()
+    service = PromiseService(
+        settings,
+        engine_factory=lambda _c: GatedEngine(gate, fits_on),
+        min_refit_interval=timedelta(0),
+        refit_sessions=make_sessionmaker(db_engine),
+    )
+    _outage(session)
+    session.commit()
+    first = service.engine(session, T0)  # the first fit is made in the request
+    assert fits_on == [1]
+
+    gate.clear()  # from now on a fit takes until the gate opens
+    _outage(session, "STO-25-00002")
+    session.commit()
+    # The history changed: the current fit answers while the next one is learnt, one at a time.
+    assert service.engine(session, T0 + timedelta(minutes=1)) is first
+    assert service.engine(session, T0 + timedelta(minutes=2)) is first
+    assert not service.wait_for_refit(0.05)
+    gate.set()
+
+    assert service.wait_for_refit(30)
+    assert fits_on == [1, 2] and service.fits == 2
+    refitted = service.engine(session, T0 + timedelta(minutes=3))
+    assert refitted is not first and cast(GatedEngine, refitted).fitted_on == 2
+
+
+def test_a_failed_background_refit_leaves_the_previous_fit_answering(
+    settings: Settings, session: Session, db_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate, fits_on = threading.Event(), []
+    gate.set()
+    engines = iter([GatedEngine(gate, fits_on), GatedEngine(gate, fits_on, fail=True)])
+    service = PromiseService(
+        settings,
+        engine_factory=lambda _c: next(engines),
+        min_refit_interval=timedelta(0),
+        refit_sessions=make_sessionmaker(db_engine),
+    )
+    outage = _outage(session)
+    session.commit()
+    first = service.engine(session, T0)
+    _outage(session, "STO-25-00002")
+    session.commit()
+
+    with caplog.at_level(logging.ERROR, logger="bot.promises.service"):
+        assert service.engine(session, T0 + timedelta(minutes=1)) is first
+        assert service.wait_for_refit(30)
+
+    assert "refit failed" in caplog.text
+    assert service.fits == 1
+    assert service.current(session, outage.id, T0 + timedelta(minutes=2)).deadline is not None
+
+
 def test_the_real_engine_promises_a_clock_time_with_enough_evidence(
     session: Session, settings: Settings
 ) -> None:
@@ -1084,6 +1159,7 @@ def test_the_real_engine_promises_a_clock_time_with_enough_evidence(
         calibration_days=settings.promise_calibration_days,
         next_update_minutes=settings.promise_next_update_minutes,
         timezone=settings.timezone,
+        estimator="boosted",
     )
     history = [
         _incident(f"INC-{n}", 60 + 6 * n, started_at=T0 - timedelta(days=200 - n))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -93,14 +94,14 @@ def backtest(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     threads: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--threads",
             min=1,
-            help="Threads of the boosted model's fits: a replay may take every core, the "
-            "service keeps one.",
+            help="Threads of the boosted model's fits (default: every core; the service keeps "
+            "one).",
         ),
-    ] = 1,
+    ] = None,
 ) -> None:
     """Replay the history in time order and score the method against three baselines."""
     from promise.backtest import BacktestConfig, dumps, run_backtest, summary_rows
@@ -115,7 +116,9 @@ def backtest(
     load = _load(history, format, mapping)
     plot_path = plot or settings.resolved_home / "promise" / "calibration.png"
     engine = engine_config(settings)
-    engine = replace(engine, remaining=replace(engine.remaining, threads=threads))
+    # A replay is a batch job: it may take every core.
+    cores = threads or os.cpu_count() or 1
+    engine = replace(engine, remaining=replace(engine.remaining, threads=cores))
     config = BacktestConfig(targets=target_values, refit_days=refit_days, engine=engine)
     try:
         result = run_backtest(load.incidents, config, plot=plot_path)

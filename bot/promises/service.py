@@ -42,6 +42,7 @@ from bot.customers.notifications import outbox_recipient, outbox_recipients
 from bot.promises.config import engine_config
 from bot.promises.history_store import load_incidents, outage_states
 from bot.settings import Settings
+from bot.storage.db import SessionFactory
 from bot.storage.models import (
     LANGUAGES,
     SERVICES,
@@ -533,6 +534,11 @@ class PromiseService:
     request of an outage storm; a new outage needs no refit to be promised, since the engine
     takes it as an argument), and once the fit is older than ``max_fit_age`` (recency weights
     and censoring move with the clock). Safe to share between threads.
+
+    With ``refit_sessions``, a changed history is refitted in a background thread on a session
+    of its own while the current fit keeps answering: the boosted estimator takes seconds to
+    fit a large history, and a refit in the request would hold every promise up behind the
+    lock. Only the first fit, and one that is too old, are made in the request.
     """
 
     def __init__(
@@ -542,13 +548,16 @@ class PromiseService:
         engine_factory: Callable[[EngineConfig], EngineLike] = PromiseEngine,
         min_refit_interval: timedelta = timedelta(seconds=60),
         max_fit_age: timedelta = timedelta(hours=24),
+        refit_sessions: SessionFactory | None = None,
     ) -> None:
         self._settings = settings
         self._engine_factory = engine_factory
         self._min_refit_interval = min_refit_interval
         self._max_fit_age = max_fit_age
+        self._refit_sessions = refit_sessions
         self._lock = threading.Lock()
         self._fit: _Fit | None = None
+        self._refit: threading.Thread | None = None
         #: How many times the engine was fitted (monitoring and tests).
         self.fits = 0
 
@@ -571,16 +580,61 @@ class PromiseService:
                 if fingerprint == fit.fingerprint:
                     self._fit = replace(fit, checked_at=now)
                     return fit.engine
+                if self._refit_sessions is not None:
+                    self._fit = replace(fit, checked_at=now)
+                    self._start_refit(self._refit_sessions, fingerprint, now)
+                    return fit.engine
             else:
                 fingerprint = history_fingerprint(session)
-            config = self.engine_config()
-            # Recorded states are read by the boosted model only.
-            history = load_incidents(session, states=config.estimator == "boosted")
-            engine = self._engine_factory(config).fit(history, now)
+            engine = self._fitted(session, now)
             self._fit = _Fit(fingerprint=fingerprint, fitted_at=now, checked_at=now, engine=engine)
             self.fits += 1
             logger.info("promise engine fitted on %d outages", fingerprint.count)
             return engine
+
+    def wait_for_refit(self, timeout: float | None = None) -> bool:
+        """Wait until no background refit runs; False if one still does after ``timeout``."""
+        refit = self._refit
+        if refit is not None:
+            refit.join(timeout)
+        return refit is None or not refit.is_alive()
+
+    def _fitted(self, session: Session, now: datetime) -> EngineLike:
+        config = self.engine_config()
+        # Recorded states are read by the boosted model only.
+        history = load_incidents(session, states=config.estimator == "boosted")
+        return self._engine_factory(config).fit(history, now)
+
+    def _start_refit(
+        self, sessions: SessionFactory, fingerprint: HistoryFingerprint, now: datetime
+    ) -> None:
+        """Refit in a thread unless one is already running (the caller holds the lock)."""
+        if self._refit is not None and self._refit.is_alive():
+            return
+        self._refit = threading.Thread(
+            target=self._run_refit, args=(sessions, fingerprint, now), name="promise-refit"
+        )
+        # Nothing is written by a refit: one cut off at shutdown loses nothing.
+        self._refit.daemon = True
+        self._refit.start()
+
+    def _run_refit(
+        self, sessions: SessionFactory, fingerprint: HistoryFingerprint, now: datetime
+    ) -> None:
+        try:
+            with sessions() as session:
+                engine = self._fitted(session, now)
+        except Exception:
+            logger.exception("promise engine refit failed; the previous fit keeps answering")
+            return
+        with self._lock:
+            current = self._fit
+            # A fit made in a request meanwhile (the old one had expired) is as new or newer.
+            if current is not None and current.fitted_at > now:
+                return
+            self._fit = _Fit(fingerprint=fingerprint, fitted_at=now, checked_at=now, engine=engine)
+            self.fits += 1
+        logger.info("promise engine refitted on %d outages in the background", fingerprint.count)
 
     def _fresh(self, fit: _Fit, now: datetime) -> bool:
         age = now - fit.fitted_at
