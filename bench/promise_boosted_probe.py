@@ -9,13 +9,15 @@ and a quantile loss at ``τ`` (each with a split-conformal shift), with two kind
 
 - ``hindsight``: durations as known at the end of the data (what an offline study uses);
 - ``causal``: durations as known when the training (or calibration) part ends; incidents still
-  open then are left out of training, as in the engine.
+  open then are left out of training (as the engine did before ``boosted-aft-conformal/6``,
+  which learns from them as censored examples).
 
 The shift is fitted two ways: ``decided`` counts a calibration promise once it was kept or its
-deadline passed while the incident was followed (undecided promises are dropped); ``KM`` is
-the engine's rule (:class:`promise.engine.ShiftCalibration`: Kaplan-Meier over the scores, an
-incident still open counting as at least as far off as it was followed). With hindsight labels
-both agree.
+deadline passed while the incident was followed (undecided promises are dropped); ``KM``
+applies the engine's rule (:class:`promise.engine.ShiftCalibration`: Kaplan-Meier over the
+scores, an incident still open counting as at least as far off as it was followed) to this
+split's calibration part; the engine itself calibrates on out-of-fold predictions. With
+hindsight labels both agree.
 
     .venv/bin/python bench/promise_boosted_probe.py --history <servicenow zip> \
         [--targets 0.7,0.8,0.9]
