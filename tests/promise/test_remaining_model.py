@@ -261,3 +261,18 @@ def test_the_fit_learns_from_outages_still_open(history: list[Incident]) -> None
     # that saw the outage): most scores lie within a factor e of the truth.
     done = sample.resolved
     assert np.mean(np.abs(np.log1p(sample.observed[done]) - sample.predicted[done]) < 1.0) > 0.8
+
+
+def test_boosters_learnt_side_by_side_equal_those_learnt_one_after_another(
+    history: list[Incident],
+) -> None:
+    # With threads to spare a fit learns its full and fold models concurrently, one thread
+    # each; the result must not depend on how they were scheduled.
+    alone = RemainingTimeModel(RemainingConfig(threads=1)).fit(history, FIT_AT)
+    together = RemainingTimeModel(RemainingConfig(threads=4)).fit(history, FIT_AT)
+    assert alone.out_of_fold is not None and together.out_of_fold is not None
+    np.testing.assert_array_equal(alone.out_of_fold.predicted, together.out_of_fold.predicted)
+    probes = history[:50]
+    np.testing.assert_array_equal(
+        alone.predict(probes, [60.0] * 50), together.predict(probes, [60.0] * 50)
+    )
