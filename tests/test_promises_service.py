@@ -1149,6 +1149,53 @@ def test_a_failed_background_refit_leaves_the_previous_fit_answering(
     assert service.current(session, outage.id, T0 + timedelta(minutes=2)).deadline is not None
 
 
+def test_a_failing_refit_is_retried_later_and_later(
+    settings: Settings, session: Session, db_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate, fits_on, failing = threading.Event(), [], [False]
+    gate.set()
+    built: list[GatedEngine] = []
+
+    def factory(_config: EngineConfig) -> GatedEngine:
+        built.append(GatedEngine(gate, fits_on, fail=failing[0]))
+        return built[-1]
+
+    service = PromiseService(
+        settings,
+        engine_factory=factory,
+        min_refit_interval=timedelta(0),
+        refit_sessions=make_sessionmaker(db_engine),
+        refit_backoff=timedelta(minutes=1),
+        max_refit_backoff=timedelta(minutes=3),
+    )
+    _outage(session)
+    session.commit()
+    first = service.engine(session, T0)
+    failing[0] = True
+    _outage(session, "STO-25-00002")
+    session.commit()
+
+    def refits_tried_by(minutes: float) -> int:
+        assert service.engine(session, T0 + timedelta(minutes=minutes)) is first
+        assert service.wait_for_refit(30)
+        return len(built) - 1
+
+    with caplog.at_level(logging.ERROR, logger="bot.promises.service"):
+        # Failures at 10 and 11 min: wait 1 min, then 2 min, then at most 3 min.
+        tried = [refits_tried_by(m) for m in (10, 10.5, 11, 12, 13, 16, 18, 19)]
+    assert tried == [1, 1, 2, 2, 3, 4, 4, 5]
+    assert "3 in a row" in caplog.text and service.fits == 1
+
+    failing[0] = False
+    assert service.engine(session, T0 + timedelta(minutes=22)) is first
+    assert service.wait_for_refit(30) and service.fits == 2
+    # A success forgets the failures: the next change is refitted at once.
+    _outage(session, "STO-25-00003")
+    session.commit()
+    service.engine(session, T0 + timedelta(minutes=22, seconds=1))
+    assert service.wait_for_refit(30) and service.fits == 3
+
+
 def test_the_real_engine_promises_a_clock_time_with_enough_evidence(
     session: Session, settings: Settings
 ) -> None:

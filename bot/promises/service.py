@@ -538,7 +538,10 @@ class PromiseService:
     With ``refit_sessions``, a changed history is refitted in a background thread on a session
     of its own while the current fit keeps answering: the boosted estimator takes seconds to
     fit a large history, and a refit in the request would hold every promise up behind the
-    lock. Only the first fit, and one that is too old, are made in the request.
+    lock. Only the first fit, and one that is too old, are made in the request. A refit that
+    fails is tried again after ``refit_backoff``, doubling after every failure in a row up to
+    ``max_refit_backoff``: a history the engine cannot fit (a bad import, too little memory)
+    must not cost seconds of fitting, and an error in the log, every minute.
     """
 
     def __init__(
@@ -549,15 +552,22 @@ class PromiseService:
         min_refit_interval: timedelta = timedelta(seconds=60),
         max_fit_age: timedelta = timedelta(hours=24),
         refit_sessions: SessionFactory | None = None,
+        refit_backoff: timedelta = timedelta(minutes=1),
+        max_refit_backoff: timedelta = timedelta(hours=1),
     ) -> None:
         self._settings = settings
         self._engine_factory = engine_factory
         self._min_refit_interval = min_refit_interval
         self._max_fit_age = max_fit_age
         self._refit_sessions = refit_sessions
+        self._refit_backoff = refit_backoff
+        self._max_refit_backoff = max_refit_backoff
         self._lock = threading.Lock()
         self._fit: _Fit | None = None
         self._refit: threading.Thread | None = None
+        #: Background refits failed in a row, and when the next may start.
+        self._refit_failures = 0
+        self._next_refit_at: datetime | None = None
         #: How many times the engine was fitted (monitoring and tests).
         self.fits = 0
 
@@ -582,7 +592,8 @@ class PromiseService:
                     return fit.engine
                 if self._refit_sessions is not None:
                     self._fit = replace(fit, checked_at=now)
-                    self._start_refit(self._refit_sessions, fingerprint, now)
+                    if self._next_refit_at is None or now >= self._next_refit_at:
+                        self._start_refit(self._refit_sessions, fingerprint, now)
                     return fit.engine
             else:
                 fingerprint = history_fingerprint(session)
@@ -625,9 +636,22 @@ class PromiseService:
             with sessions() as session:
                 engine = self._fitted(session, now)
         except Exception:
-            logger.exception("promise engine refit failed; the previous fit keeps answering")
+            with self._lock:
+                self._refit_failures += 1
+                delay = min(
+                    self._refit_backoff * 2 ** (self._refit_failures - 1), self._max_refit_backoff
+                )
+                self._next_refit_at = now + delay
+            logger.exception(
+                "promise engine refit failed (%d in a row); the previous fit keeps answering, "
+                "next try after %s",
+                self._refit_failures,
+                delay,
+            )
             return
         with self._lock:
+            self._refit_failures = 0
+            self._next_refit_at = None
             current = self._fit
             # A fit made in a request meanwhile (the old one had expired) is as new or newer.
             if current is not None and current.fitted_at > now:
