@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from scipy.stats import binomtest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.promises.service import OutageResolved, PromiseService, PromiseView
@@ -416,41 +416,60 @@ class BrokenPromise:
 
 
 def broken_promises(
-    session: Session, *, now: datetime, weeks: int, limit: int = 100
+    session: Session, *, now: datetime, weeks: int, limit: int = 100, offset: int = 0
 ) -> list[BrokenPromise]:
     """The broken promise decisions given in the last ``weeks`` weeks, latest first.
 
-    Follow-ups are the outbox messages about the same outage to the customers who were told
-    the promise (matched on channel and address, directly or through their subscription, since
-    a message may go to the customer's preferred channel instead).
+    One page: ``limit`` decisions after the first ``offset``. Only that page's rows are read,
+    so a storm of broken promises (each told to thousands of customers) does not slow the page
+    down. Follow-ups are the outbox messages about the same outage to the customers who were
+    told the promise (matched on channel and address, directly or through their subscription,
+    since a message may go to the customer's preferred channel instead).
     """
     since = now - timedelta(weeks=weeks)
+    in_period = (
+        PromiseGiven.outcome == "broken",
+        PromiseGiven.given_at >= since,
+        PromiseGiven.given_at < now,
+        # Scored, so resolved; only a reopened record lacks a resolution.
+        Outage.resolved_at.is_not(None),
+    )
+    last_told = func.max(PromiseGiven.given_at)
+    page = (
+        session.execute(
+            select(PromiseGiven.promise_id)
+            .join(Outage, PromiseGiven.outage_id == Outage.id)
+            .where(*in_period)
+            .group_by(PromiseGiven.promise_id)
+            .order_by(last_told.desc(), PromiseGiven.promise_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        .scalars()
+        .all()
+    )
+    if not page:
+        return []
     rows = session.execute(
         select(PromiseGiven, Outage.reference, Outage.service, Outage.resolved_at)
         .join(Outage, PromiseGiven.outage_id == Outage.id)
-        .where(
-            PromiseGiven.outcome == "broken",
-            PromiseGiven.given_at >= since,
-            PromiseGiven.given_at < now,
-        )
-        .order_by(PromiseGiven.given_at.desc(), PromiseGiven.id.desc())
+        .where(*in_period, PromiseGiven.promise_id.in_(page))
     ).all()
-    decisions: dict[int, list[PromiseGiven]] = {}
+    decisions: dict[int, list[PromiseGiven]] = {promise_id: [] for promise_id in page}
     facts: dict[int, tuple[str, str, datetime]] = {}
     for given, reference, service, resolved_at in rows:
-        if resolved_at is None:  # scored, so resolved; only a reopened record lacks it
-            continue
-        if given.promise_id not in decisions and len(decisions) >= limit:
-            continue
-        decisions.setdefault(given.promise_id, []).append(given)
+        assert resolved_at is not None  # in_period keeps resolved outages only
+        decisions[given.promise_id].append(given)
         facts[given.promise_id] = (reference, service, resolved_at)
-    if not decisions:
-        return []
     outage_ids = {given.outage_id for givens in decisions.values() for given in givens}
     messages = session.execute(
         select(OutboxMessage, Subscription.channel, Subscription.address)
         .outerjoin(Subscription, OutboxMessage.subscription_id == Subscription.id)
-        .where(OutboxMessage.outage_id.in_(outage_ids))
+        .where(
+            OutboxMessage.outage_id.in_(outage_ids),
+            # Only what followed a promise on this page can be its follow-up.
+            OutboxMessage.created_at >= min(g.given_at for gs in decisions.values() for g in gs),
+        )
         .order_by(OutboxMessage.id)
     ).all()
     by_outage: dict[int, list[tuple[OutboxMessage, set[tuple[str, str]]]]] = defaultdict(list)

@@ -7,7 +7,8 @@ approve, override and targets in :mod:`bot.api.outages`, dead letters in
 - ``GET /api/v1/supervisor/calibration?weeks=8``: kept rates per service and ISO week with
   Wilson 95 % intervals, and promised against actual time (JSON);
 - ``GET /api/v1/supervisor/calibration.svg?weeks=8&lang=nl``: the same as charts;
-- ``GET /api/v1/supervisor/broken-promises?weeks=8``: broken promises and their follow-ups.
+- ``GET /api/v1/supervisor/broken-promises?weeks=8&limit=100&offset=0``: broken promises and
+  their follow-ups, a page at a time.
 
 Those take a supervisor or admin session or the ``X-API-Key``. Handlers are plain functions
 (FastAPI's thread pool): they use the blocking database session, and the first promise may fit
@@ -41,6 +42,9 @@ STATIC_DIR = _HERE / "static"
 TEMPLATES_DIR = _HERE / "templates"
 
 router = APIRouter()
+
+#: Broken promise decisions per page of ``/supervisor`` (older ones are a link away).
+BROKEN_PAGE = 50
 
 #: The chart labels (keys ``supervisor.chart.*`` of ``ui/<lang>.yml``).
 _CHART_LABELS = (
@@ -77,6 +81,7 @@ def supervisor_page(
     request: Request,
     user: Annotated[CurrentUser, Depends(page_user("supervisor"))],
     weeks: Weeks = None,
+    broken_offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     """The supervisors' page (supervisors and admins; others get the 403 page)."""
     settings = app_settings(request)
@@ -89,7 +94,10 @@ def supervisor_page(
         outages = active_outages(session, promises, now)
         targets = promises.targets(session)
         figures = calibration(session, promises, now=now, weeks=period, zone=zone)
-        broken = broken_promises(session, now=now, weeks=period)
+        # One more than a page: whether there is an older page.
+        broken = broken_promises(
+            session, now=now, weeks=period, limit=BROKEN_PAGE + 1, offset=broken_offset
+        )
         health = queue_health(session, now=now)
         dead_rows = dead_letters(session, limit=50)
         dead_total = count_dead(session)
@@ -126,7 +134,9 @@ def supervisor_page(
         "calibration": figures,
         "weeks": period,
         "max_weeks": 52,
-        "broken": broken,
+        "broken": broken[:BROKEN_PAGE],
+        "broken_newer": max(broken_offset - BROKEN_PAGE, 0) if broken_offset else None,
+        "broken_older": broken_offset + BROKEN_PAGE if len(broken) > BROKEN_PAGE else None,
         "health": health,
         "dead": dead,
         "dead_total": dead_total,
@@ -243,9 +253,20 @@ def get_calibration_svg(
     response_model=list[BrokenPromiseOut],
     tags=["supervisor"],
 )
-def get_broken_promises(request: Request, _user: SupervisorOrKey, weeks: Weeks = None) -> Any:
-    """The broken promises of the last weeks, latest first, with their follow-up messages."""
+def get_broken_promises(
+    request: Request,
+    _user: SupervisorOrKey,
+    weeks: Weeks = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Decisions per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, description="Decisions to skip (newest first).")] = 0,
+) -> Any:
+    """The broken promises of the last weeks, latest first, with their follow-up messages.
+
+    A page of ``limit`` promise decisions; a shorter page is the last.
+    """
     now = datetime.now(UTC)
     with app_sessions(request)() as session:
-        rows = broken_promises(session, now=now, weeks=_weeks_query(request, weeks))
+        rows = broken_promises(
+            session, now=now, weeks=_weeks_query(request, weeks), limit=limit, offset=offset
+        )
     return [row.to_dict() for row in rows]

@@ -337,3 +337,10 @@ def test_an_override_is_what_the_console_and_the_channels_tell(
     assert [g.outage_id for g in given] == [outage.id]
     assert given[0].deadline == deadline
     assert given[0].evidence["status"] == "overridden"
+
+
+def test_broken_promises_come_a_page_at_a_time(client: TestClient) -> None:
+    url = "/api/v1/supervisor/broken-promises"
+    assert client.get(f"{url}?limit=1&offset=3", headers=AUTH).json() == []
+    for bad in ("limit=0", "limit=501", "offset=-1"):
+        assert client.get(f"{url}?{bad}", headers=AUTH).status_code == 422

@@ -64,5 +64,13 @@ def test_the_demo_has_a_promise_history_the_supervisors_can_read(
     assert figures.overall.n > 300
     assert figures.overall.rate is not None and 0.5 < figures.overall.rate < 1.0
     assert sum(1 for week in figures.by_week if week.n > 0) >= 8
-    broken = broken_promises(session, now=NOW, weeks=8)
+    broken = broken_promises(session, now=NOW, weeks=8, limit=10_000)
     assert broken and any(row.follow_ups for row in broken)
+    # Page by page, the same decisions in the same order, each with the same follow-ups.
+    assert len(broken) > 40
+    pages = [
+        broken_promises(session, now=NOW, weeks=8, limit=20, offset=offset)
+        for offset in range(0, len(broken) + 20, 20)
+    ]
+    assert [len(page) for page in pages[-2:]] == [len(broken) % 20 or 20, 0]
+    assert [row for page in pages for row in page] == broken

@@ -21,6 +21,8 @@ from bot.rasa_client import RasaClient
 from bot.settings import Settings
 from bot.storage.db import make_sessionmaker
 from bot.storage.models import OutboxMessage
+from bot.supervisor import routes
+from bot.supervisor.report import BrokenPromise
 from promise.estimate import Estimate, Explanation
 from promise.incident import Incident
 
@@ -222,3 +224,51 @@ def test_a_next_update_time_is_shown_without_a_probability(
     assert 'data-testid="promise-time"' in block
     # "80 % kans" belongs to a promised clock time, not to the time of the next update.
     assert 'data-testid="promise-target"' not in block
+
+
+def test_broken_promises_are_shown_a_page_at_a_time(
+    client: TestClient, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved = NOW - timedelta(days=1)
+    rows = [
+        BrokenPromise(f"STO-26-{n:05d}", "internet", resolved, resolved, resolved, 1, ())
+        for n in range(5)
+    ]
+    asked: list[tuple[int, int]] = []
+
+    def broken_promises(session: Session, *, limit: int, offset: int, **_: object) -> list:
+        asked.append((limit, offset))
+        return rows[offset : offset + limit]
+
+    monkeypatch.setattr(routes, "broken_promises", broken_promises)
+    monkeypatch.setattr(routes, "BROKEN_PAGE", 2)
+    login(client, session, settings, "supervisor")
+
+    def page(offset: int) -> tuple[list[str], str | None, str | None]:
+        html = client.get(f"/supervisor?weeks=4&broken_offset={offset}").text
+        shown = re.findall(r'data-testid="broken-row" data-reference="([^"]+)"', html)
+        links = {
+            name: re.search(rf'data-testid="broken-{name}" href="([^"]+)"', html)
+            for name in ("newer", "older")
+        }
+        newer, older = (m.group(1).replace("&amp;", "&") if m else None for m in links.values())
+        return shown, newer, older
+
+    assert page(0) == (
+        ["STO-26-00000", "STO-26-00001"],
+        None,
+        "/supervisor?weeks=4&broken_offset=2#sv-broken-title",
+    )
+    assert page(2) == (
+        ["STO-26-00002", "STO-26-00003"],
+        "/supervisor?weeks=4&broken_offset=0#sv-broken-title",
+        "/supervisor?weeks=4&broken_offset=4#sv-broken-title",
+    )
+    assert page(4) == (
+        ["STO-26-00004"],
+        "/supervisor?weeks=4&broken_offset=2#sv-broken-title",
+        None,
+    )
+    # One more than a page is asked for: that is how the page knows there is an older one.
+    assert asked == [(3, 0), (3, 2), (3, 4)]
+    assert client.get("/supervisor?broken_offset=-1").status_code == 422

@@ -247,6 +247,10 @@ def test_broken_promises_with_their_follow_ups(history: Session) -> None:
     }
     assert rows[1].follow_ups == ()
     assert broken_promises(history, now=NOW, weeks=12)[-1].outage == "STO-008"
+    # Pages of one decision: the same rows, newest first, and nothing past the last.
+    every = broken_promises(history, now=NOW, weeks=12)
+    pages = [broken_promises(history, now=NOW, weeks=12, limit=1, offset=n) for n in range(5)]
+    assert [page[0] for page in pages[:4]] == every and pages[4] == []
 
 
 def test_the_charts_render_as_svg(history: Session, service: PromiseService) -> None:
