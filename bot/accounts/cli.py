@@ -103,23 +103,23 @@ def list_() -> None:
 @app.command("disable")
 def disable(username: UsernameArg) -> None:
     """Disable a user: they cannot log in, and their open sessions end at once."""
-    with _sessions()() as db:
-        try:
-            service.set_active(db, username, False)
-        except service.AccountError as error:
-            _fail(error)
+    _set_active(username, False)
     typer.echo(f"Disabled {service.normalise_username(username)}; their sessions have ended.")
 
 
 @app.command("enable")
 def enable(username: UsernameArg) -> None:
     """Enable a disabled user again."""
+    _set_active(username, True)
+    typer.echo(f"Enabled {service.normalise_username(username)}.")
+
+
+def _set_active(username: str, active: bool) -> None:
     with _sessions()() as db:
         try:
-            service.set_active(db, username, True)
+            service.set_active(db, username, active)
         except service.AccountError as error:
             _fail(error)
-    typer.echo(f"Enabled {service.normalise_username(username)}.")
 
 
 @app.command("set-password")
