@@ -454,6 +454,8 @@ def broken_promises(
         select(PromiseGiven, Outage.reference, Outage.service, Outage.resolved_at)
         .join(Outage, PromiseGiven.outage_id == Outage.id)
         .where(*in_period, PromiseGiven.promise_id.in_(page))
+        # Latest first within a decision, as before paging: its first row speaks for it.
+        .order_by(PromiseGiven.given_at.desc(), PromiseGiven.id.desc())
     ).all()
     decisions: dict[int, list[PromiseGiven]] = {promise_id: [] for promise_id in page}
     facts: dict[int, tuple[str, str, datetime]] = {}
