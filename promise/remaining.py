@@ -159,14 +159,16 @@ class RemainingTimeModel:
         # Folds by outage: its three checkpoints share one, so none peeks at another.
         fold = np.asarray([zlib.crc32(i.id.encode()) % config.folds for i in rows])
         held_out = [fold == k for k in range(config.folds)]
-        # The full model and one per fold; XGBoost releases the GIL while it learns.
+        # The full model (a view of all rows, no copy) and one per fold; XGBoost releases the
+        # GIL while it learns.
+        subsets: list[slice | npt.NDArray[np.bool_]] = [slice(None), *(~h for h in held_out)]
         workers = max(1, min(config.threads, config.folds + 1))
         with ThreadPoolExecutor(workers) as pool:
             jobs = [
                 pool.submit(
                     self._train, matrix[keep], remaining[keep], done_array[keep], weights[keep]
                 )
-                for keep in [np.ones(len(rows), dtype=bool), *(~held for held in held_out)]
+                for keep in subsets
             ]
             boosters = [job.result() for job in jobs]
         self._booster = boosters[0]
