@@ -51,7 +51,7 @@ from promise.rounding import round_up_deadline
 #: The method of a promise read off a segment's survival curve.
 SURVIVAL_METHOD = "segment-km-conformal/2"
 #: The method of a promise from the remaining-time model with its conformal shift.
-BOOSTED_METHOD = "boosted-aft-conformal/6"
+BOOSTED_METHOD = "boosted-aft-conformal/7"
 
 Estimator = Literal["boosted", "survival"]
 

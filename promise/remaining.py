@@ -5,9 +5,9 @@ quantiles end in the censored tail of the slowest outages. Real histories carry 
 (priority, assignment group, symptom, location, hour of day, and the state recorded since
 opening). This model learns from all of them at once: a gradient-boosted accelerated failure
 time model (XGBoost's ``survival:aft``) of the remaining minutes, from what was known when asked
-(the opening facts, the states recorded since, the minutes already open), at the moments
-customers ask (on opening, after 1 h and 4 h while the outage was still open), recent outages
-weighing more.
+(the opening facts, the states recorded since and how long ago the last of them came, the
+minutes already open), at the moments customers ask (on opening, after 1 h and 4 h while the
+outage was still open), recent outages weighing more.
 
 Outages still open at the fit count as what they are: right-censored, lasting at least as long
 as they were followed. A regression on resolved outages alone learns from the quick repairs of
@@ -23,6 +23,7 @@ on outages it did not learn from (:attr:`RemainingTimeModel.out_of_fold`, see
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_right
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class RemainingTimeModel:
         self.config = config or RemainingConfig()
         self._encoding: OpeningFeatures | None = None
         self._booster: xgb.Booster | None = None
+        self._use_activity = False
         #: Training examples of the last fit (resolved and still open).
         self.n_train = 0
         #: Out-of-fold predictions of the last fit (None: not fitted).
@@ -143,6 +145,7 @@ class RemainingTimeModel:
                     weight.append(0.5 ** (age_days / config.half_life_days))
         self._booster = None
         self._encoding = None
+        self._use_activity = False
         self.out_of_fold = None
         self.n_train = len(rows)
         if sum(resolved) < config.min_train:
@@ -150,8 +153,11 @@ class RemainingTimeModel:
         self._encoding = OpeningFeatures(
             config.features, timezone=config.timezone, min_frequency=config.min_frequency
         )
-        matrix = _with_minutes_open(
-            self._encoding.fit_transform(rows, _moments(rows, open_minutes)), open_minutes
+        # Without recorded states the activity columns would only repeat the minutes open.
+        self._use_activity = any(incident.updates for incident in rows)
+        moments = _moments(rows, open_minutes)
+        matrix = self._with_age(
+            self._encoding.fit_transform(rows, moments), rows, open_minutes, moments
         )
         remaining = np.asarray(observed, dtype=np.float64)
         done_array = np.asarray(resolved, dtype=bool)
@@ -238,12 +244,42 @@ class RemainingTimeModel:
     def _matrix(self, incidents: Sequence[Incident], open_minutes: Sequence[float]) -> FloatArray:
         assert self._encoding is not None
         # The outage as it stood when asked: its recorded states up to then count.
-        encoded = self._encoding.transform(incidents, _moments(incidents, open_minutes))
-        return _with_minutes_open(encoded, open_minutes)
+        moments = _moments(incidents, open_minutes)
+        encoded = self._encoding.transform(incidents, moments)
+        return self._with_age(encoded, incidents, open_minutes, moments)
+
+    def _with_age(
+        self,
+        encoded: FloatArray,
+        incidents: Sequence[Incident],
+        open_minutes: Sequence[float],
+        moments: Sequence[datetime],
+    ) -> FloatArray:
+        """The encoded facts, then the minutes open and (with recorded states) the activity.
+
+        Activity: minutes since the last recorded change (since opening if none) and how many
+        changes were recorded, both as of the moment asked. An outage nobody has touched for
+        hours is a different case from one that is being worked on.
+        """
+        columns = [encoded, np.asarray(open_minutes, dtype=np.float64)]
+        if self._use_activity:
+            known = [
+                bisect_right(i.updates, moment, key=lambda update: update[0])
+                for i, moment in zip(incidents, moments, strict=True)
+            ]
+            last = [
+                i.updates[n - 1][0] if n else i.started_at
+                for i, n in zip(incidents, known, strict=True)
+            ]
+            columns += [_minutes_between(last, moments), np.asarray(known, dtype=np.float64)]
+        return np.column_stack(columns)
 
 
-def _with_minutes_open(encoded: FloatArray, open_minutes: Sequence[float]) -> FloatArray:
-    return np.column_stack([encoded, np.asarray(open_minutes, dtype=np.float64)])
+def _minutes_between(starts: Sequence[datetime], ends: Sequence[datetime]) -> FloatArray:
+    return np.asarray(
+        [(end - start).total_seconds() / 60.0 for start, end in zip(starts, ends, strict=True)],
+        dtype=np.float64,
+    )
 
 
 def _moments(incidents: Sequence[Incident], open_minutes: Sequence[float]) -> list[datetime]:

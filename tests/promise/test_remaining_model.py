@@ -168,6 +168,31 @@ def test_the_model_reads_the_state_recorded_by_the_moment_asked() -> None:
     assert before[0] == before[1]
 
 
+def test_the_model_reads_how_long_ago_the_outage_last_changed() -> None:
+    # Every outage records one identical change; only when it came tells the slow ones apart:
+    # an outage nobody touched since its first minutes is stuck, one changed just now is not.
+    rng = np.random.default_rng(7)
+    incidents = []
+    for index in range(3000):
+        started = START + timedelta(minutes=float(rng.uniform(0, 200 * 1440)))
+        stuck = bool(rng.integers(2))
+        changed = started + timedelta(minutes=5.0 if stuck else 55.0)
+        minutes = 65.0 + float(rng.lognormal(np.log(600.0 if stuck else 60.0), 0.4))
+        incidents.append(_incident(index, started, minutes, updates=((changed, {"note": "x"}),)))
+    model = RemainingTimeModel(RemainingConfig()).fit(incidents, FIT_AT)
+    outage = incidents[0]
+    stuck_one, busy_one = (
+        dataclasses.replace(
+            outage, updates=((outage.started_at + timedelta(minutes=m), {"note": "x"}),)
+        )
+        for m in (5.0, 55.0)
+    )
+
+    stuck_wait, busy_wait = np.expm1(model.predict([stuck_one, busy_one], [60.0, 60.0]))
+
+    assert stuck_wait > 4 * busy_wait
+
+
 def test_calibration_without_a_setting_that_reaches_the_target() -> None:
     # Three decided promises per setting, all broken: no setting keeps 80 %.
     grid = np.asarray([0.0, 1.0])
