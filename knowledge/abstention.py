@@ -10,7 +10,8 @@ combines signals that each see a different side of the question:
   in the best family's own text (coverage);
 * agreement: do dense and lexical put the same family first, how many of their top-5 agree;
 * reference questions written independently of the evaluation set (Rasa NLU examples of
-  in-domain intents vs ``out_of_scope``): nearest-neighbour cosines to each side;
+  in-domain intents vs ``out_of_scope``, and near-domain questions the knowledge base does not
+  answer, ``knowledge/reference/out_of_scope.yml``): nearest-neighbour cosines to each side;
 * a product rule as a feature: the question names another provider (``competitors.txt``):
   we cannot answer about a competitor's outages or prices.
 

@@ -28,11 +28,13 @@ app = typer.Typer(
 )
 
 DEFAULT_QUERIES = PROJECT_ROOT / "knowledge" / "eval" / "queries.yml"
-#: Reference questions of the abstention model: the bot's NLU examples (in-domain intents vs
-#: out_of_scope), written independently of the evaluation queries.
+#: Reference questions of the abstention model, written independently of the evaluation
+#: queries: the bot's NLU examples (in-domain intents vs out_of_scope) and near-domain
+#: questions the knowledge base does not answer.
 DEFAULT_REFERENCES = (
     PROJECT_ROOT / "data" / "nlu" / "nl.yml",
     PROJECT_ROOT / "data" / "nlu" / "en.yml",
+    PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml",
 )
 
 

