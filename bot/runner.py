@@ -185,9 +185,11 @@ def run(settings: Settings, *, train: bool = True) -> int:
     prepare_database(settings)
 
     say("Indexing the knowledge base (only new or changed articles are embedded)")
+    from knowledge.cli import ensure_abstention_model
     from knowledge.cli import index as index_knowledge
 
     index_knowledge(force=False, progress=None)
+    say(ensure_abstention_model(settings))
 
     if train and project.needs_training():
         say("Training the Rasa model (data or config changed; a few minutes on a laptop)")

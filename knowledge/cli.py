@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
 from bot.settings import PROJECT_ROOT, Settings, get_settings
+from knowledge.abstention import AbstentionModel
 from knowledge.articles import Audience, Language, chunk_articles, load_articles
 from knowledge.encoders import make_encoder
 from knowledge.importer import FaqImporter
@@ -237,7 +239,8 @@ def eval_(
 
     settings = get_settings()
     retriever = _retriever(settings)
-    evaluator = Evaluator(retriever, references=references or DEFAULT_REFERENCES)
+    references = references or list(DEFAULT_REFERENCES)
+    evaluator = Evaluator(retriever, references=references)
     report = evaluator.run(load_queries(queries))
     if calibrate and report.calibrated is not None:
         path = write_calibration(
@@ -254,12 +257,80 @@ def eval_(
         )
     if calibrate and evaluator.fitted_model is not None:
         model = evaluator.fitted_model
-        model.metadata["queries_file"] = str(queries)
-        path = model.save(_store(settings).root)
+        # Calibrated on the bundled queries, ``belofte run`` keeps it current; on an
+        # operator's own queries, only the operator does.
+        bundled = queries.resolve() == DEFAULT_QUERIES.resolve()
+        _save_abstention_model(
+            settings, retriever, model, queries, references, refit_when_stale=bundled
+        )
         print(
-            f"abstention model (threshold {model.threshold:.4f}) written to {path}", file=sys.stderr
+            f"abstention model (threshold {model.threshold:.4f}) written to "
+            f"{_store(settings).root / 'abstention.json'}",
+            file=sys.stderr,
         )
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
     else:
         typer.echo(format_report(report))
+
+
+def _save_abstention_model(
+    settings: Settings,
+    retriever: Retriever,
+    model: AbstentionModel,
+    queries: Path,
+    references: Sequence[Path],
+    *,
+    refit_when_stale: bool,
+) -> None:
+    from knowledge.evaluation import abstention_inputs
+
+    model.metadata["queries_file"] = str(queries)
+    model.metadata["inputs"] = abstention_inputs(retriever, queries, references)
+    model.metadata["refit_when_stale"] = refit_when_stale
+    model.save(_store(settings).root)
+
+
+def ensure_abstention_model(
+    settings: Settings,
+    queries: Path = DEFAULT_QUERIES,
+    references: Sequence[Path] = DEFAULT_REFERENCES,
+) -> str:
+    """Fit the abstention model on ``queries`` when there is none or it is stale.
+
+    Stale: the articles served, the queries or the reference questions changed since the fit.
+    A model calibrated by hand on other queries (``eval --calibrate --queries FILE``) is left
+    alone, and so is a configured threshold, which overrides any model. Returns what was done,
+    for the console.
+    """
+    from knowledge.evaluation import Evaluator, abstention_inputs, load_queries
+
+    if settings.knowledge_abstain_threshold is not None:
+        return "Abstention threshold configured: no abstention model needed"
+    retriever = Retriever.from_settings(settings)
+    current = retriever.abstention
+    if current is not None and not current.metadata.get("refit_when_stale"):
+        return f"Abstention model calibrated on {current.metadata.get('queries_file')}: kept"
+    if current is not None and current.metadata.get("inputs") == abstention_inputs(
+        retriever, queries, references
+    ):
+        return "Abstention model is up to date"
+    loaded = load_queries(queries)
+    missing = {family for query in loaded for family in query.relevant} - retriever.families
+    if missing:
+        # The bundled queries describe the demo articles; on another knowledge base they
+        # would teach the model nonsense.
+        return (
+            f"No abstention model: {len(missing)} article families named in {queries} are not "
+            "in this knowledge base. Write queries for yours and run "
+            "`belofte knowledge eval --calibrate --queries FILE`; until then the retriever "
+            "abstains below a dense-similarity threshold."
+        )
+    # One shuffle of the held-out estimate is enough here: only the fitted model is kept.
+    evaluator = Evaluator(retriever, references=references, repeats=1)
+    evaluator.run(loaded)
+    model = evaluator.fitted_model
+    if model is None:
+        return f"No abstention model: {queries} needs answerable and unanswerable queries"
+    _save_abstention_model(settings, retriever, model, queries, references, refit_when_stale=True)
+    return f"Abstention model fitted on {len(loaded)} queries (threshold {model.threshold:.3f})"

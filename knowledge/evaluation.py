@@ -12,6 +12,7 @@ family among the first k (one relevant family suffices).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,16 @@ class EvalQuery(BaseModel):
     def answerable(self) -> bool:
         """Does some article answer it?"""
         return bool(self.relevant)
+
+
+def abstention_inputs(retriever: Retriever, queries: Path, references: Sequence[Path]) -> str:
+    """Digest of what an abstention model is fitted from: the chunks being served, the
+    evaluation queries and the reference questions. A model with another digest is stale."""
+    digest = hashlib.sha256(retriever.content_digest.encode())
+    for path in (queries, *references):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()
 
 
 def load_queries(path: Path) -> list[EvalQuery]:

@@ -277,6 +277,16 @@ class Retriever:
         """Number of indexed chunks."""
         return len(self._state.chunks)
 
+    @property
+    def content_digest(self) -> str:
+        """Digest of the chunks being served (the same for every build of the same content)."""
+        return self._state.loaded.manifest.content_digest
+
+    @property
+    def families(self) -> frozenset[str]:
+        """The article families being served."""
+        return frozenset(self._state.family_rows)
+
     def reload_if_changed(self) -> bool:
         """Load the current generation if it is not the one served; True if it reloaded.
 

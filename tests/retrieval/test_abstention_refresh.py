@@ -1,0 +1,94 @@
+"""`belofte run` keeps the abstention model fitted for the articles it serves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings
+from knowledge.abstention import MODEL_FILE
+from knowledge.cli import ensure_abstention_model
+from knowledge.index import KnowledgeStore
+
+FIXTURES = Path(__file__).parent / "fixtures"
+QUERIES = FIXTURES / "queries.yml"
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, built_store: KnowledgeStore) -> Settings:
+    """A home whose knowledge store holds the fixture articles' index and no model."""
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(built_store.root, settings.knowledge_dir, symlinks=True)
+    (settings.knowledge_dir / MODEL_FILE).unlink(missing_ok=True)
+    return settings
+
+
+@pytest.fixture()
+def references(tmp_path: Path) -> Path:
+    """An editable copy of the fixture reference questions."""
+    path = tmp_path / "nlu.yml"
+    shutil.copy(FIXTURES / "nlu.yml", path)
+    return path
+
+
+def _stored(settings: Settings) -> dict[str, object]:
+    data: dict[str, object] = json.loads((settings.knowledge_dir / MODEL_FILE).read_text())
+    return data
+
+
+def test_the_model_is_fitted_once_and_again_when_its_inputs_change(
+    settings: Settings, references: Path
+) -> None:
+    first = ensure_abstention_model(settings, QUERIES, [references])
+    fitted = _stored(settings)
+    again = ensure_abstention_model(settings, QUERIES, [references])
+    unchanged = _stored(settings)
+    with references.open("a") as extra:
+        extra.write("      - wie wint de tour de france dit jaar\n")
+    after_edit = ensure_abstention_model(settings, QUERIES, [references])
+
+    assert first.startswith("Abstention model fitted on 10 queries")
+    assert again == "Abstention model is up to date" and unchanged == fitted
+    assert after_edit.startswith("Abstention model fitted")
+    assert _stored(settings)["metadata"] != fitted["metadata"]  # type: ignore[index]
+
+
+def test_a_model_calibrated_on_other_queries_is_kept(settings: Settings, references: Path) -> None:
+    ensure_abstention_model(settings, QUERIES, [references])
+    path = settings.knowledge_dir / MODEL_FILE
+    data = _stored(settings)
+    data["metadata"] = {**data["metadata"], "refit_when_stale": False}  # type: ignore[dict-item]
+    path.write_text(json.dumps(data))
+    references.write_text(references.read_text() + "      - hoe laat is het\n")
+
+    message = ensure_abstention_model(settings, QUERIES, [references])
+
+    assert message.endswith(": kept") and _stored(settings) == data
+
+
+def test_queries_about_other_articles_fit_no_model(
+    settings: Settings, references: Path, tmp_path: Path
+) -> None:
+    queries = tmp_path / "queries.yml"
+    queries.write_text(
+        QUERIES.read_text()
+        + '- {query: "Hoe installeer ik de app?", language: nl, relevant: [app-install]}\n'
+    )
+
+    message = ensure_abstention_model(settings, queries, [references])
+
+    assert message.startswith("No abstention model: 1 article families")
+    assert "belofte knowledge eval --calibrate --queries FILE" in message
+    assert not (settings.knowledge_dir / MODEL_FILE).exists()
+
+
+def test_a_configured_threshold_needs_no_model(settings: Settings, references: Path) -> None:
+    configured = settings.model_copy(update={"knowledge_abstain_threshold": 0.8})
+
+    message = ensure_abstention_model(configured, QUERIES, [references])
+
+    assert message.startswith("Abstention threshold configured")
+    assert not (settings.knowledge_dir / MODEL_FILE).exists()
