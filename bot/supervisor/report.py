@@ -1,6 +1,6 @@
 """What the supervisors' page shows, computed from the database: no HTTP, no text.
 
-- :func:`active_outages`: every open outage with the promise everyone is told (via
+- :func:`active_outages`: the open outages, a page at a time, with the promise everyone is told (via
   :meth:`PromiseService.current`, so the page shows exactly what the console and the channels
   say), its evidence in numbers, and the outage's audit log.
 - :func:`calibration`: how often the promises given in the last weeks were kept, overall, per
@@ -112,14 +112,35 @@ def _estimate_minutes(estimate: Mapping[str, object]) -> int | None:
     return max(round(minutes / 60.0), 0)
 
 
-def active_outages(session: Session, promises: PromiseService, now: datetime) -> list[OutageRow]:
-    """Every open outage, oldest first, with its current promise and audit log.
+def count_active_outages(session: Session) -> int:
+    """How many outages are open."""
+    return (
+        session.scalar(select(func.count()).select_from(Outage).where(Outage.resolved_at.is_(None)))
+        or 0
+    )
 
+
+def active_outages(
+    session: Session,
+    promises: PromiseService,
+    now: datetime,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[OutageRow]:
+    """The open outages, oldest first, with their current promise and audit log.
+
+    One page: ``limit`` outages after the first ``offset`` (all of them without a limit). Each
+    row asks the promise engine, so in a storm of open outages a page keeps the page quick.
     Like ``GET /api/v1/outages/{ref}/promise`` this may store a new engine suggestion (the
     caller commits): supervisors review exactly what customers are told.
     """
     outages = session.scalars(
-        select(Outage).where(Outage.resolved_at.is_(None)).order_by(Outage.started_at, Outage.id)
+        select(Outage)
+        .where(Outage.resolved_at.is_(None))
+        .order_by(Outage.started_at, Outage.id)
+        .limit(limit)
+        .offset(offset)
     ).all()
     audits: dict[int, list[AuditEntry]] = defaultdict(list)
     if outages:

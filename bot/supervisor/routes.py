@@ -34,7 +34,12 @@ from bot.api.outages import SupervisorOrKey
 from bot.delivery.store import count_dead, dead_letters, queue_health
 from bot.storage.models import Outage
 from bot.supervisor.charts import calibration_svg
-from bot.supervisor.report import active_outages, broken_promises, calibration
+from bot.supervisor.report import (
+    active_outages,
+    broken_promises,
+    calibration,
+    count_active_outages,
+)
 from bot.web import render_page, translate
 
 _HERE = Path(__file__).parent
@@ -45,6 +50,8 @@ router = APIRouter()
 
 #: Broken promise decisions per page of ``/supervisor`` (older ones are a link away).
 BROKEN_PAGE = 50
+#: Open outages per page of ``/supervisor``: each asks the promise engine for its promise.
+OUTAGE_PAGE = 25
 
 #: The chart labels (keys ``supervisor.chart.*`` of ``ui/<lang>.yml``).
 _CHART_LABELS = (
@@ -82,6 +89,7 @@ def supervisor_page(
     user: Annotated[CurrentUser, Depends(page_user("supervisor"))],
     weeks: Weeks = None,
     broken_offset: Annotated[int, Query(ge=0)] = 0,
+    outages_offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     """The supervisors' page (supervisors and admins; others get the 403 page)."""
     settings = app_settings(request)
@@ -91,7 +99,8 @@ def supervisor_page(
     promises = app_promises(request)
     with app_sessions(request)() as session, session.begin():
         # Reading a promise may store the engine's new suggestion, as the promise API does.
-        outages = active_outages(session, promises, now)
+        outages = active_outages(session, promises, now, limit=OUTAGE_PAGE, offset=outages_offset)
+        open_outages = count_active_outages(session)
         targets = promises.targets(session)
         figures = calibration(session, promises, now=now, weeks=period, zone=zone)
         # One more than a page: whether there is an older page.
@@ -130,13 +139,19 @@ def supervisor_page(
 
     context: dict[str, Any] = {
         "outages": outages,
+        "open_outages": open_outages,
+        "outages_first": outages_offset + 1,
+        "outages_previous": _previous_page(outages_offset, OUTAGE_PAGE),
+        "outages_next": _next_page(
+            outages_offset, OUTAGE_PAGE, open_outages > outages_offset + OUTAGE_PAGE
+        ),
         "targets": targets,
         "calibration": figures,
         "weeks": period,
         "max_weeks": 52,
         "broken": broken[:BROKEN_PAGE],
-        "broken_newer": max(broken_offset - BROKEN_PAGE, 0) if broken_offset else None,
-        "broken_older": broken_offset + BROKEN_PAGE if len(broken) > BROKEN_PAGE else None,
+        "broken_newer": _previous_page(broken_offset, BROKEN_PAGE),
+        "broken_older": _next_page(broken_offset, BROKEN_PAGE, len(broken) > BROKEN_PAGE),
         "health": health,
         "dead": dead,
         "dead_total": dead_total,
@@ -149,6 +164,16 @@ def supervisor_page(
         "pct": pct,
     }
     return render_page(request, "supervisor.html", user, context)
+
+
+def _previous_page(offset: int, size: int) -> int | None:
+    """The offset of the page before the one at ``offset``; None on the first page."""
+    return max(offset - size, 0) if offset else None
+
+
+def _next_page(offset: int, size: int, more: bool) -> int | None:
+    """The offset of the page after the one at ``offset``; None unless there is ``more``."""
+    return offset + size if more else None
 
 
 def _references(session: Session, ids: set[int]) -> dict[int, str]:

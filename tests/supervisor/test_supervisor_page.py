@@ -272,3 +272,48 @@ def test_broken_promises_are_shown_a_page_at_a_time(
     # One more than a page is asked for: that is how the page knows there is an older one.
     assert asked == [(3, 0), (3, 2), (3, 4)]
     assert client.get("/supervisor?broken_offset=-1").status_code == 422
+
+
+def test_active_outages_are_shown_a_page_at_a_time(
+    client: TestClient, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A storm: every open outage asks the promise engine, so the page holds a few at a time.
+    # The client's own outage (REF) opened first; five more follow, and one resolved one.
+    for n in range(5):
+        add_outage(session, f"STO-26-{n:05d}", started_at=STARTED + timedelta(minutes=n + 1))
+    add_outage(session, "STO-26-00099", started_at=STARTED, resolved_at=NOW)
+    monkeypatch.setattr(routes, "OUTAGE_PAGE", 2)
+    login(client, session, settings, "supervisor")
+
+    def page(offset: int) -> tuple[list[str], str | None, str | None, str | None]:
+        html = client.get(f"/supervisor?weeks=4&outages_offset={offset}").text
+        shown = re.findall(r'data-testid="outage-row" data-reference="([^"]+)"', html)
+        links = {
+            name: re.search(rf'data-testid="outages-{name}" href="([^"]+)"', html)
+            for name in ("previous", "next")
+        }
+        previous, following = (
+            m.group(1).replace("&amp;", "&") if m else None for m in links.values()
+        )
+        shown_range = re.search(r'data-testid="outages-range">([^<]+)<', html)
+        return shown, previous, following, shown_range.group(1) if shown_range else None
+
+    assert page(0) == (
+        [REF, "STO-26-00000"],
+        None,
+        "/supervisor?weeks=4&outages_offset=2#sv-outages-title",
+        "1–2 van 6 actieve storingen",
+    )
+    assert page(2) == (
+        ["STO-26-00001", "STO-26-00002"],
+        "/supervisor?weeks=4&outages_offset=0#sv-outages-title",
+        "/supervisor?weeks=4&outages_offset=4#sv-outages-title",
+        "3–4 van 6 actieve storingen",
+    )
+    assert page(4) == (
+        ["STO-26-00003", "STO-26-00004"],
+        "/supervisor?weeks=4&outages_offset=2#sv-outages-title",
+        None,
+        "5–6 van 6 actieve storingen",
+    )
+    assert client.get("/supervisor?outages_offset=-1").status_code == 422
