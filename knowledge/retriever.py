@@ -3,9 +3,10 @@
 Dense (FAISS inner product) and lexical (BM25) candidate lists are fused by reciprocal rank
 fusion, grouped per article family, and the answer is given in the asker's language when the
 family has an article in it. Whether to answer at all is decided by the abstention model
-(:mod:`knowledge.abstention`, fitted by `belofte knowledge eval --calibrate`) or, without one, by
-the dense cosine of the best family against a threshold; on abstention the customer is offered a
-human.
+(:mod:`knowledge.abstention`, fitted by `belofte run` when its inputs changed or by
+`belofte knowledge eval --calibrate`) or, without one, by the dense cosine of the best family
+against a threshold; on abstention the customer is offered a human. The model is read when the
+retriever is made: a new index generation swapped in under a running service keeps it.
 """
 
 from __future__ import annotations
@@ -202,8 +203,8 @@ class Retriever:
         reload_interval: seconds between cheap checks for a new generation during queries
             (0 = only when :meth:`reload_if_changed` is called).
         search_threads: FAISS OpenMP threads; 1 is fastest for single queries.
-        abstention: the abstention model to use; by default the one fitted by
-            `belofte knowledge eval --calibrate` for this encoder (``abstention.json`` beside
+        abstention: the abstention model to use; by default the one fitted for this encoder
+            by `belofte run` or `belofte knowledge eval --calibrate` (``abstention.json`` beside
             the index), unless ``threshold`` is given or ``use_abstention_model`` is False.
             Without a model, the retriever abstains below the dense-cosine threshold.
     """
