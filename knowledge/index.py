@@ -31,10 +31,10 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import faiss
 import numpy as np
@@ -48,6 +48,7 @@ from knowledge.encoders import Encoder, LatentTermEncoder, Vectors
 MANIFEST_FORMAT = 1
 KEEP_GENERATIONS = 3
 LATENTS_FILE = "latents.npz"
+T = TypeVar("T")
 IndexKind = Literal["flat", "ivf", "hnsw"]
 AnnKind = Literal["ivf", "hnsw"]
 
@@ -161,18 +162,21 @@ class EmbeddingCache:
         raw = f"{encoder.name}\x00{encoder.version}\x00{content_hash}"
         return hashlib.sha256(raw.encode()).hexdigest()
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
-        """The cached vectors among ``keys``."""
-        found: dict[str, Vectors] = {}
+    def _rows(self, table: str, columns: str, keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows (key, *columns) of ``table`` among ``keys``, 500 keys a query."""
         for start in range(0, len(keys), 500):
             batch = list(keys[start : start + 500])
             marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT key, vec FROM vectors WHERE key IN ({marks})", batch
+            yield from self._db.execute(
+                f"SELECT key, {columns} FROM {table} WHERE key IN ({marks})", batch
             ).fetchall()
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32)
-        return found
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
+        """The cached vectors among ``keys``."""
+        return {
+            key: np.frombuffer(blob, dtype=np.float32)
+            for key, blob in self._rows("vectors", "vec", keys)
+        }
 
     def put_many(self, items: dict[str, Vectors]) -> None:
         """Store vectors (one transaction)."""
@@ -187,16 +191,10 @@ class EmbeddingCache:
 
     def get_latents(self, keys: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The cached latent terms among ``keys``: (indices, weights)."""
-        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for start in range(0, len(keys), 500):
-            batch = list(keys[start : start + 500])
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT key, idx, val FROM latents WHERE key IN ({marks})", batch
-            ).fetchall()
-            for key, idx, val in rows:
-                found[key] = (np.frombuffer(idx, np.int32), np.frombuffer(val, np.float32))
-        return found
+        return {
+            key: (np.frombuffer(idx, np.int32), np.frombuffer(val, np.float32))
+            for key, idx, val in self._rows("latents", "idx, val", keys)
+        }
 
     def put_latents(self, items: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Store latent terms (one transaction)."""
@@ -492,6 +490,40 @@ def _digest(encoder: Encoder, chunks: Sequence[Chunk], config: IndexConfig) -> s
     return digest.hexdigest()
 
 
+def _compute_missing(
+    chunks: Sequence[Chunk],
+    keys: Sequence[str],
+    cached: dict[str, T],
+    compute: Callable[[list[str]], list[T]],
+    store: Callable[[dict[str, T]], None],
+    label: str,
+    show_progress: bool | None,
+) -> int:
+    """Compute what ``cached`` lacks for ``chunks`` (row i has key i) in batches, storing each
+    batch as it comes; returns how many texts were computed. The same text twice (e.g.
+    identical answers) is computed once. The progress bar shows on long runs by default."""
+    todo: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key not in cached:
+            todo.setdefault(key, i)
+    items = list(todo.items())
+    bar = tqdm(
+        total=len(items),
+        desc=label,
+        unit="chunk",
+        disable=(not items or len(items) < 200) if show_progress is None else not show_progress,
+    )
+    with bar:
+        for start in range(0, len(items), 64):
+            part = items[start : start + 64]
+            values = compute([chunks[i].text for _, i in part])
+            fresh = {key: values[j] for j, (key, _) in enumerate(part)}
+            store(fresh)
+            cached.update(fresh)
+            bar.update(len(part))
+    return len(todo)
+
+
 def _with_latents(encoder: Encoder, config: IndexConfig) -> bool:
     return config.latent_terms and isinstance(encoder, LatentTermEncoder)
 
@@ -514,29 +546,15 @@ class IndexBuilder:
         try:
             keys = [EmbeddingCache.key(self.encoder, c.content_hash) for c in chunks]
             cached = cache.get_many(keys)
-            missing = sorted({i for i, k in enumerate(keys) if k not in cached})
-            # Same text twice (e.g. identical answers) is embedded once.
-            todo: dict[str, int] = {}
-            for i in missing:
-                todo.setdefault(keys[i], i)
-            batch = 64
-            items = list(todo.items())
-            bar = tqdm(
-                total=len(items),
-                desc="embedding chunks",
-                unit="chunk",
-                disable=(not items or len(items) < 200)
-                if show_progress is None
-                else not show_progress,
+            embedded = _compute_missing(
+                chunks,
+                keys,
+                cached,
+                lambda texts: list(self.encoder.encode_passages(texts)),
+                cache.put_many,
+                "embedding chunks",
+                show_progress,
             )
-            with bar:
-                for start in range(0, len(items), batch):
-                    part = items[start : start + batch]
-                    vecs = self.encoder.encode_passages([chunks[i].text for _, i in part])
-                    fresh = {key: vecs[j] for j, (key, _) in enumerate(part)}
-                    cache.put_many(fresh)
-                    cached.update(fresh)
-                    bar.update(len(part))
             dim = self.encoder.dim
             matrix = np.zeros((len(chunks), dim), dtype=np.float32)
             for i, key in enumerate(keys):
@@ -546,7 +564,7 @@ class IndexBuilder:
                         f"cached vector has dimension {vec.shape[0]}, encoder gives {dim}"
                     )
                 matrix[i] = vec
-            return matrix, len(todo)
+            return matrix, embedded
         finally:
             cache.close()
 
@@ -562,30 +580,14 @@ class IndexBuilder:
         try:
             keys = [EmbeddingCache.key(self.encoder, c.content_hash) for c in chunks]
             cached = cache.get_latents(keys)
-            todo: dict[str, int] = {}
-            for i, key in enumerate(keys):
-                if key not in cached:
-                    todo.setdefault(key, i)
-            items = list(todo.items())
-            bar = tqdm(
-                total=len(items),
-                desc="latent terms",
-                unit="chunk",
-                disable=(not items or len(items) < 200)
-                if show_progress is None
-                else not show_progress,
+
+            def compute(texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+                rows = encoder.encode_latent_terms(texts)
+                return [(rows[j].indices.copy(), rows[j].data.copy()) for j in range(len(texts))]
+
+            _compute_missing(
+                chunks, keys, cached, compute, cache.put_latents, "latent terms", show_progress
             )
-            with bar:
-                for start in range(0, len(items), 64):
-                    part = items[start : start + 64]
-                    rows = encoder.encode_latent_terms([chunks[i].text for _, i in part])
-                    fresh = {
-                        key: (rows[j].indices.copy(), rows[j].data.copy())
-                        for j, (key, _) in enumerate(part)
-                    }
-                    cache.put_latents(fresh)
-                    cached.update(fresh)
-                    bar.update(len(part))
         finally:
             cache.close()
         indptr = np.cumsum([0] + [len(cached[key][0]) for key in keys])
