@@ -43,7 +43,8 @@ from scipy import sparse
 from knowledge.encoders import Encoder
 
 MODEL_FILE = "abstention.json"
-FORMAT_VERSION = 1
+#: 2: C chosen per fit among C_CANDIDATES (a model of format 1 is refitted by `belofte run`).
+FORMAT_VERSION = 2
 
 _HERE = Path(__file__).parent
 COMPETITORS_FILE = _HERE / "competitors.txt"
@@ -367,10 +368,10 @@ def extract_features(
 
 # -- fitting ------------------------------------------------------------------------------------
 
-#: L2 strength of the logistic regression (sklearn's C; smaller = stronger). Chosen by repeated
-#: cross-validation on knowledge/eval/queries.yml among 0.03 / 0.1 / 0.3 / 1: with 44 negatives
-#: a strongly regularised model generalises best.
-DEFAULT_C = 0.03
+#: L2 strengths (sklearn's C; smaller = stronger) a fit chooses among, by cross-validation on
+#: its own training queries: which suits depends on the features and on how many unanswerable
+#: queries there are (with 44, and without the latent terms, 0.03 and 0.1 did best).
+C_CANDIDATES: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
 
 
 @dataclass(frozen=True)
@@ -450,17 +451,51 @@ def choose_threshold(
     return best[2] if best is not None else float(candidates[-1])
 
 
+def _oof_quality(
+    p: np.ndarray[Any, Any], y: np.ndarray[Any, Any], min_answer_rate: float
+) -> tuple[float, float]:
+    """(share of unanswerable abstained on, share of answerable answered) at the threshold
+    :func:`choose_threshold` picks on these out-of-fold probabilities."""
+    abstain = p >= choose_threshold(p, y, min_answer_rate)
+    return (
+        float((abstain & y).sum() / max(1, y.sum())),
+        float((~abstain & ~y).sum() / max(1, (~y).sum())),
+    )
+
+
+def choose_c(
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    *,
+    candidates: Sequence[float] = C_CANDIDATES,
+    folds: int = 5,
+    seed: int = 0,
+    min_answer_rate: float = 0.9,
+) -> float:
+    """The candidate C whose out-of-fold probabilities abstain on most unanswerable queries
+    while answering ``min_answer_rate`` of the answerable ones (ties: the stronger one)."""
+    best: tuple[tuple[float, float], float] | None = None
+    for c in sorted(candidates):
+        p = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=seed)
+        quality = _oof_quality(p, y, min_answer_rate)
+        if best is None or quality > best[0]:
+            best = (quality, c)
+    assert best is not None, "no candidate C"
+    return best[1]
+
+
 def cross_validate(
     x: np.ndarray[Any, Any],
     unanswerable: np.ndarray[Any, Any],
     correct: np.ndarray[Any, Any],
     *,
-    c: float = DEFAULT_C,
+    c: float | None = None,
     folds: int = 5,
     repeats: int = 5,
     min_answer_rate: float = 0.9,
 ) -> HeldOutMetrics | None:
-    """Held-out abstention quality (nested: the threshold is picked inside each training split)."""
+    """Held-out abstention quality, nested: C (unless given) and the threshold are chosen
+    inside each training split, as :func:`fit_model` chooses them on all queries."""
     from sklearn.model_selection import StratifiedKFold
 
     y = unanswerable.astype(bool)
@@ -471,9 +506,15 @@ def cross_validate(
     for seed in range(repeats):
         abstain = np.zeros(len(y), dtype=bool)
         for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
-            inner = out_of_fold_probabilities(x[train], y[train], c=c, folds=k, seed=seed)
+            strength = c
+            if strength is None:
+                strength = choose_c(
+                    x[train], y[train], folds=k, seed=seed, min_answer_rate=min_answer_rate
+                )
+            inner = out_of_fold_probabilities(x[train], y[train], c=strength, folds=k, seed=seed)
             t = choose_threshold(inner, y[train], min_answer_rate)
-            abstain[test] = _predict(_fit_logistic(x[train], y[train], c), x[test]) >= t
+            fitted = _fit_logistic(x[train], y[train], strength)
+            abstain[test] = _predict(fitted, x[test]) >= t
         answered = ~abstain
         recalls.append(float((abstain & y).sum() / y.sum()))
         precisions.append(float((abstain & y).sum() / abstain.sum()) if abstain.any() else 1.0)
@@ -500,14 +541,17 @@ def fit_model(
     in_refs: np.ndarray[Any, Any],
     out_refs: np.ndarray[Any, Any],
     competitors: Sequence[str],
-    c: float = DEFAULT_C,
+    c: float | None = None,
     folds: int = 5,
     min_answer_rate: float = 0.9,
     metadata: dict[str, Any] | None = None,
 ) -> AbstentionModel:
-    """The model shipped: weights fitted on all queries, threshold chosen on their
-    out-of-fold probabilities (in-sample probabilities are over-confident)."""
+    """The model shipped: C (unless given) chosen by cross-validation, weights fitted on all
+    queries, threshold chosen on their out-of-fold probabilities (in-sample probabilities are
+    over-confident)."""
     y = unanswerable.astype(bool)
+    if c is None:
+        c = choose_c(x, y, folds=folds, min_answer_rate=min_answer_rate)
     mean, scale, coef, intercept = _fit_logistic(x, y, c)
     oof = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=0)
     threshold = choose_threshold(oof, y, min_answer_rate)

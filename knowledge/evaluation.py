@@ -208,7 +208,7 @@ class Evaluator:
         k: int = 10,
         references: Sequence[Path] = (),
         competitors: Sequence[str] | None = None,
-        c: float = abst.DEFAULT_C,
+        c: float | None = None,
         repeats: int = 5,
         min_answer_rate: float = 0.9,
     ) -> None:
@@ -217,7 +217,8 @@ class Evaluator:
             references: Rasa NLU files whose in-domain / ``out_of_scope`` examples are the
                 abstention model's reference questions (independent of the evaluation set).
             competitors: other providers' names (default: ``knowledge/competitors.txt``).
-            c: logistic-regression regularisation of the abstention model.
+            c: logistic-regression regularisation of the abstention model; None: chosen by
+                cross-validation among :data:`knowledge.abstention.C_CANDIDATES`.
             repeats: shuffles of the stratified cross-validation.
             min_answer_rate: operating point: answer at least this share of answerable queries.
         """

@@ -194,3 +194,24 @@ def test_signals_carry_latent_coverage_where_the_index_has_latent_terms(
 
     assert signals.latent is not None
     assert 0.0 < signals.latent.cosine <= 1.0 and 0.0 <= signals.latent.uncovered < 1.0
+
+
+def test_the_regularisation_is_chosen_by_how_well_it_abstains_out_of_fold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from knowledge import abstention
+
+    y = np.array([True] * 10 + [False] * 90)
+    separating = np.where(y, 0.9, 0.1)
+    mixed = np.where(np.arange(100) % 2 == 0, 0.9, 0.1)
+    quality = {0.03: mixed, 0.1: separating, 0.3: separating, 1.0: mixed}
+
+    def out_of_fold(x: object, yy: object, *, c: float, folds: int, seed: int) -> np.ndarray:
+        return quality[c]
+
+    monkeypatch.setattr(abstention, "out_of_fold_probabilities", out_of_fold)
+    x = np.zeros((100, len(FEATURES)))
+
+    # 0.1 and 0.3 both separate the classes: the stronger regularisation wins the tie.
+    assert abstention.choose_c(x, y) == 0.1
+    assert abstention.choose_c(x, y, candidates=(0.03, 1.0)) == 0.03
