@@ -1,8 +1,8 @@
 """What the supervisors' page shows, computed from the database: no HTTP, no text.
 
-- :func:`active_outages`: the open outages, a page at a time, with the promise everyone is told (via
-  :meth:`PromiseService.current`, so the page shows exactly what the console and the channels
-  say), its evidence in numbers, and the outage's audit log.
+- :func:`active_outages`: the open outages, a page at a time, with the promise everyone is
+  told (via :meth:`PromiseService.current`, so the page shows exactly what the console and the
+  channels say), its evidence in numbers, and the outage's audit log.
 - :func:`calibration`: how often the promises given in the last weeks were kept, overall, per
   service and per ISO week, each with a Wilson 95 % interval, against the target; and promised
   against actual time for every scored promise.
@@ -130,8 +130,9 @@ def active_outages(
 ) -> list[OutageRow]:
     """The open outages, oldest first, with their current promise and audit log.
 
-    One page: ``limit`` outages after the first ``offset`` (all of them without a limit). Each
-    row asks the promise engine, so in a storm of open outages a page keeps the page quick.
+    One page: ``limit`` outages after the first ``offset`` (all of them without a limit).
+    Each row asks the promise engine, so during a storm of open outages the page stays quick
+    only if it holds a few.
     Like ``GET /api/v1/outages/{ref}/promise`` this may store a new engine suggestion (the
     caller commits): supervisors review exactly what customers are told.
     """
