@@ -22,6 +22,9 @@ combines signals that each see a different side of the question:
 The scorer is a standardised logistic regression (plain numbers, stored as JSON beside the
 index, tied to the encoder that produced the vectors); its decision threshold is chosen on
 out-of-fold probabilities so that it keeps the wanted answer rate on questions it has not seen.
+Besides the evaluation queries it is fitted on "examples": the near-domain questions the
+knowledge base does not answer, as rows labelled unanswerable. They are never scored, so every
+held-out figure is still measured on evaluation queries alone.
 """
 
 from __future__ import annotations
@@ -391,12 +394,26 @@ class HeldOutMetrics:
     answer_precision: float
 
 
+def _with_examples(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], examples: np.ndarray[Any, Any] | None
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``x``/``y`` plus the example rows, labelled unanswerable."""
+    if examples is None or not len(examples):
+        return x, y
+    return np.vstack([x, examples]), np.concatenate([y, np.ones(len(examples), dtype=bool)])
+
+
 def _fit_logistic(
-    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], c: float
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    c: float,
+    examples: np.ndarray[Any, Any] | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], float]:
-    """(mean, scale, coef, intercept) of a class-balanced standardised logistic regression."""
+    """(mean, scale, coef, intercept) of a class-balanced standardised logistic regression
+    on ``x``/``y`` and the ``examples`` rows (unanswerable)."""
     from sklearn.linear_model import LogisticRegression
 
+    x, y = _with_examples(x, y, examples)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
@@ -419,17 +436,24 @@ def _folds(y: np.ndarray[Any, Any], folds: int) -> int:
 
 
 def out_of_fold_probabilities(
-    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], *, c: float, folds: int, seed: int
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    *,
+    c: float,
+    folds: int,
+    seed: int,
+    examples: np.ndarray[Any, Any] | None = None,
 ) -> np.ndarray[Any, Any]:
-    """P(unanswerable) of every query from a model fitted without its fold."""
+    """P(unanswerable) of every query from a model fitted without its fold (the ``examples``
+    rows are in every fit)."""
     from sklearn.model_selection import StratifiedKFold
 
     k = _folds(y, folds)
     if k < 2:
-        return _predict(_fit_logistic(x, y, c), x)
+        return _predict(_fit_logistic(x, y, c, examples), x)
     p = np.zeros(len(y))
     for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
-        p[test] = _predict(_fit_logistic(x[train], y[train], c), x[test])
+        p[test] = _predict(_fit_logistic(x[train], y[train], c, examples), x[test])
     return p
 
 
@@ -471,12 +495,13 @@ def choose_c(
     folds: int = 5,
     seed: int = 0,
     min_answer_rate: float = 0.9,
+    examples: np.ndarray[Any, Any] | None = None,
 ) -> float:
     """The candidate C whose out-of-fold probabilities abstain on most unanswerable queries
     while answering ``min_answer_rate`` of the answerable ones (ties: the stronger one)."""
     best: tuple[tuple[float, float], float] | None = None
     for c in sorted(candidates):
-        p = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=seed)
+        p = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=seed, examples=examples)
         quality = _oof_quality(p, y, min_answer_rate)
         if best is None or quality > best[0]:
             best = (quality, c)
@@ -493,9 +518,11 @@ def cross_validate(
     folds: int = 5,
     repeats: int = 5,
     min_answer_rate: float = 0.9,
+    examples: np.ndarray[Any, Any] | None = None,
 ) -> HeldOutMetrics | None:
     """Held-out abstention quality, nested: C (unless given) and the threshold are chosen
-    inside each training split, as :func:`fit_model` chooses them on all queries."""
+    inside each training split, as :func:`fit_model` chooses them on all queries. The
+    ``examples`` rows are always on the training side: only queries are ever scored."""
     from sklearn.model_selection import StratifiedKFold
 
     y = unanswerable.astype(bool)
@@ -509,11 +536,18 @@ def cross_validate(
             strength = c
             if strength is None:
                 strength = choose_c(
-                    x[train], y[train], folds=k, seed=seed, min_answer_rate=min_answer_rate
+                    x[train],
+                    y[train],
+                    folds=k,
+                    seed=seed,
+                    min_answer_rate=min_answer_rate,
+                    examples=examples,
                 )
-            inner = out_of_fold_probabilities(x[train], y[train], c=strength, folds=k, seed=seed)
+            inner = out_of_fold_probabilities(
+                x[train], y[train], c=strength, folds=k, seed=seed, examples=examples
+            )
             t = choose_threshold(inner, y[train], min_answer_rate)
-            fitted = _fit_logistic(x[train], y[train], strength)
+            fitted = _fit_logistic(x[train], y[train], strength, examples)
             abstain[test] = _predict(fitted, x[test]) >= t
         answered = ~abstain
         recalls.append(float((abstain & y).sum() / y.sum()))
@@ -545,15 +579,17 @@ def fit_model(
     folds: int = 5,
     min_answer_rate: float = 0.9,
     metadata: dict[str, Any] | None = None,
+    examples: np.ndarray[Any, Any] | None = None,
 ) -> AbstentionModel:
     """The model shipped: C (unless given) chosen by cross-validation, weights fitted on all
-    queries, threshold chosen on their out-of-fold probabilities (in-sample probabilities are
-    over-confident)."""
+    queries and the ``examples`` rows (questions known to be unanswerable, see
+    :func:`cross_validate`), threshold chosen on the queries' out-of-fold probabilities
+    (in-sample probabilities are over-confident)."""
     y = unanswerable.astype(bool)
     if c is None:
-        c = choose_c(x, y, folds=folds, min_answer_rate=min_answer_rate)
-    mean, scale, coef, intercept = _fit_logistic(x, y, c)
-    oof = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=0)
+        c = choose_c(x, y, folds=folds, min_answer_rate=min_answer_rate, examples=examples)
+    mean, scale, coef, intercept = _fit_logistic(x, y, c, examples)
+    oof = out_of_fold_probabilities(x, y, c=c, folds=folds, seed=0, examples=examples)
     threshold = choose_threshold(oof, y, min_answer_rate)
     return AbstentionModel(
         encoder_name=encoder.name,
@@ -566,5 +602,10 @@ def fit_model(
         in_refs=in_refs,
         out_refs=out_refs,
         competitors=competitors,
-        metadata={"C": c, "min_answer_rate": min_answer_rate, **(metadata or {})},
+        metadata={
+            "C": c,
+            "min_answer_rate": min_answer_rate,
+            "unanswerable_examples": 0 if examples is None else len(examples),
+            **(metadata or {}),
+        },
     )

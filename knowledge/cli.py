@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -38,6 +38,19 @@ DEFAULT_REFERENCES = (
     PROJECT_ROOT / "data" / "nlu" / "en.yml",
     PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml",
 )
+#: Questions the knowledge base does not answer that the abstention model is also fitted on,
+#: as unanswerable rows (written independently of the evaluation queries).
+DEFAULT_EXAMPLES = (PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml",)
+
+
+def _example_language(settings: Settings) -> Callable[[str], Language]:
+    """The language of an example question, detected as the bot detects a customer's."""
+    from bot.language import LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_nlu_data(
+        PROJECT_ROOT / "data" / "nlu", settings.language_min_confidence
+    )
+    return lambda text: identifier.predict(text) or settings.default_language
 
 
 def _store(settings: Settings) -> KnowledgeStore:
@@ -234,6 +247,14 @@ def eval_(
         list[Path] | None,
         typer.Option("--references", help="Rasa NLU files with the reference questions."),
     ] = None,
+    examples: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--examples",
+            help="Rasa NLU files whose out_of_scope questions the knowledge base does not "
+            "answer: the abstention model is also fitted on them.",
+        ),
+    ] = None,
 ) -> None:
     """Recall@1/3, MRR@10 for dense, lexical and hybrid retrieval; abstention quality."""
     from knowledge.evaluation import Evaluator, format_report, load_queries
@@ -241,7 +262,13 @@ def eval_(
     settings = get_settings()
     retriever = _retriever(settings)
     references = references or list(DEFAULT_REFERENCES)
-    evaluator = Evaluator(retriever, references=references)
+    examples = list(DEFAULT_EXAMPLES) if examples is None else examples
+    evaluator = Evaluator(
+        retriever,
+        references=references,
+        examples=examples,
+        detect_language=_example_language(settings),
+    )
     report = evaluator.run(load_queries(queries))
     if calibrate and report.calibrated is not None:
         path = write_calibration(
@@ -262,7 +289,7 @@ def eval_(
         # operator's own queries, only the operator does.
         bundled = queries.resolve() == DEFAULT_QUERIES.resolve()
         _save_abstention_model(
-            settings, retriever, model, queries, references, refit_when_stale=bundled
+            settings, retriever, model, queries, references, examples, refit_when_stale=bundled
         )
         print(
             f"abstention model (threshold {model.threshold:.4f}) written to "
@@ -281,13 +308,14 @@ def _save_abstention_model(
     model: AbstentionModel,
     queries: Path,
     references: Sequence[Path],
+    examples: Sequence[Path],
     *,
     refit_when_stale: bool,
 ) -> None:
     from knowledge.evaluation import abstention_inputs
 
     model.metadata["queries_file"] = str(queries)
-    model.metadata["inputs"] = abstention_inputs(retriever, queries, references)
+    model.metadata["inputs"] = abstention_inputs(retriever, queries, references, examples)
     model.metadata["refit_when_stale"] = refit_when_stale
     model.save(_store(settings).root)
 
@@ -296,6 +324,7 @@ def ensure_abstention_model(
     settings: Settings,
     queries: Path = DEFAULT_QUERIES,
     references: Sequence[Path] = DEFAULT_REFERENCES,
+    examples: Sequence[Path] = DEFAULT_EXAMPLES,
 ) -> str:
     """Fit the abstention model on ``queries`` when there is none or it is stale.
 
@@ -313,7 +342,7 @@ def ensure_abstention_model(
     if current is not None and not current.metadata.get("refit_when_stale"):
         return f"Abstention model calibrated on {current.metadata.get('queries_file')}: kept"
     if current is not None and current.metadata.get("inputs") == abstention_inputs(
-        retriever, queries, references
+        retriever, queries, references, examples
     ):
         return "Abstention model is up to date"
     loaded = load_queries(queries)
@@ -328,10 +357,18 @@ def ensure_abstention_model(
             "abstains below a dense-similarity threshold."
         )
     # One shuffle of the held-out estimate is enough here: only the fitted model is kept.
-    evaluator = Evaluator(retriever, references=references, repeats=1)
+    evaluator = Evaluator(
+        retriever,
+        references=references,
+        repeats=1,
+        examples=examples,
+        detect_language=_example_language(settings),
+    )
     evaluator.run(loaded)
     model = evaluator.fitted_model
     if model is None:
         return f"No abstention model: {queries} needs answerable and unanswerable queries"
-    _save_abstention_model(settings, retriever, model, queries, references, refit_when_stale=True)
+    _save_abstention_model(
+        settings, retriever, model, queries, references, examples, refit_when_stale=True
+    )
     return f"Abstention model fitted on {len(loaded)} queries (threshold {model.threshold:.3f})"

