@@ -464,27 +464,30 @@ def choose_threshold(
     answer ``min_answer_rate`` of the answerable ones (midpoints between observed values)."""
     values = np.unique(p)
     candidates = np.concatenate([(values[:-1] + values[1:]) / 2, [values[-1] + 1e-9]])
-    answerable = ~unanswerable
     best: tuple[float, float, float] | None = None
     for t in candidates:
-        abstain = p >= t
-        rec = float((abstain & unanswerable).sum() / max(1, unanswerable.sum()))
-        ans = float((~abstain & answerable).sum() / max(1, answerable.sum()))
+        rec, ans = _rates(p >= t, unanswerable)
         if ans >= min_answer_rate and (best is None or (rec, ans) > (best[0], best[1])):
             best = (rec, ans, float(t))
     return best[2] if best is not None else float(candidates[-1])
 
 
+def _rates(
+    abstain: np.ndarray[Any, Any], unanswerable: np.ndarray[Any, Any]
+) -> tuple[float, float]:
+    """(share of unanswerable queries abstained on, share of answerable ones answered)."""
+    return (
+        float((abstain & unanswerable).sum() / max(1, unanswerable.sum())),
+        float((~abstain & ~unanswerable).sum() / max(1, (~unanswerable).sum())),
+    )
+
+
 def _oof_quality(
     p: np.ndarray[Any, Any], y: np.ndarray[Any, Any], min_answer_rate: float
 ) -> tuple[float, float]:
-    """(share of unanswerable abstained on, share of answerable answered) at the threshold
-    :func:`choose_threshold` picks on these out-of-fold probabilities."""
-    abstain = p >= choose_threshold(p, y, min_answer_rate)
-    return (
-        float((abstain & y).sum() / max(1, y.sum())),
-        float((~abstain & ~y).sum() / max(1, (~y).sum())),
-    )
+    """:func:`_rates` at the threshold :func:`choose_threshold` picks on these out-of-fold
+    probabilities."""
+    return _rates(p >= choose_threshold(p, y, min_answer_rate), y)
 
 
 def choose_c(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings
-from knowledge.abstention import MODEL_FILE
+from knowledge.abstention import FORMAT_VERSION, MODEL_FILE
 from knowledge.cli import ensure_abstention_model
 from knowledge.index import KnowledgeStore
 
@@ -67,6 +67,17 @@ def test_a_model_fitted_without_the_examples_is_fitted_again_with_them(
     assert without["metadata"]["unanswerable_examples"] == 0  # type: ignore[index]
     assert message.startswith("Abstention model fitted on 10 queries")
     assert _stored(settings)["metadata"]["unanswerable_examples"] == 6  # type: ignore[index]
+
+
+def test_a_model_of_an_older_format_is_fitted_again(settings: Settings, references: Path) -> None:
+    ensure_abstention_model(settings, QUERIES, [references], [references])
+    old = _stored(settings)
+    (settings.knowledge_dir / MODEL_FILE).write_text(json.dumps({**old, "format": 1}))
+
+    message = ensure_abstention_model(settings, QUERIES, [references], [references])
+
+    assert message.startswith("Abstention model fitted on 10 queries")
+    assert _stored(settings)["format"] == FORMAT_VERSION
 
 
 def test_a_model_calibrated_on_other_queries_is_kept(settings: Settings, references: Path) -> None:
