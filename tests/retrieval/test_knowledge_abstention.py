@@ -14,6 +14,7 @@ from knowledge.abstention import (
     AbstentionModel,
     AbstentionModelMismatchError,
     LatentCoverage,
+    ReferenceQuestions,
     _competitor_pattern,
     choose_threshold,
     cross_validate,
@@ -146,7 +147,7 @@ def test_features_of_a_query(retriever: Retriever) -> None:
         "Hoe zeg ik mijn abonnement op bij KPN?", language="nl", audience="customer"
     )
     refs = np.zeros((0, 384), dtype=np.float32)
-    x = extract_features(signals, refs, refs, _competitor_pattern(("kpn",)))
+    x = extract_features(signals, ReferenceQuestions.of(refs, refs), _competitor_pattern(("kpn",)))
     values = dict(zip(FEATURES, x, strict=True))
     assert values["competitor"] == 1.0
     assert 0.0 <= values["oov_rate"] <= 1.0 and 0.0 <= values["coverage"] <= 1.0
@@ -297,15 +298,45 @@ def test_unanswerable_examples_are_never_scored(retriever: Retriever) -> None:
 def test_an_example_is_not_its_own_nearest_reference(retriever: Retriever) -> None:
     evaluator = Evaluator(retriever, references=[NLU], examples=[NLU])
     inside, outside = load_reference_questions([NLU])
-    in_refs = retriever.encoder.encode_queries(inside)
-    out_refs = retriever.encoder.encode_queries(outside)
+    references = ReferenceQuestions.of(
+        retriever.encoder.encode_queries(inside), retriever.encoder.encode_queries(outside)
+    )
     column = FEATURES.index("ref_out_of_domain")
 
-    rows = evaluator._example_features(in_refs, out_refs, outside, None)
+    rows = evaluator._example_features(references, outside, None)
 
     assert rows is not None and rows.shape == (len(outside), len(FEATURES))
     # Each example's nearest out-of-scope reference is another question, not itself (cosine 1).
     assert np.all(rows[:, column] < 0.99)
     _, signals = retriever.search_with_signals(outside[0], language="nl", audience="customer")
-    itself = extract_features(signals, in_refs, out_refs, None)[column]
+    itself = extract_features(signals, references, None)[column]
     assert itself == pytest.approx(1.0, abs=1e-3)
+
+
+def test_reference_cosines_are_measured_from_the_references_centre() -> None:
+    # Every vector shares a large common direction (the first axis), as e5's do.
+    def near_common(*offset: float) -> np.ndarray:
+        return np.array([3.0, 0.0, 0.0]) + np.array(offset)
+
+    inside = np.array([near_common(0, 1, 0), near_common(0, 0.9, 0.1)])
+    outside = np.array([near_common(0, -1, 0), near_common(0, -0.8, -0.2)])
+
+    references = ReferenceQuestions.of(inside, outside)
+
+    np.testing.assert_allclose(references.centre, np.vstack([inside, outside]).mean(axis=0))
+    np.testing.assert_allclose(np.linalg.norm(references.inside, axis=1), 1.0, rtol=1e-6)
+    # Raw cosines put the question almost as near the out-of-domain side as the in-domain one;
+    # from the centre they point opposite ways.
+    question = near_common(0, 0.5, 0)
+    raw_out = float(np.max(outside @ question / np.linalg.norm(outside, axis=1)))
+    assert raw_out / np.linalg.norm(question) > 0.8
+    ref_in, ref_out = references.nearest(question)
+    assert ref_in > 0.99 and ref_out < -0.9
+    # Leaving out-of-domain rows out keeps the centre the model will score with.
+    fewer = references.without_outside(np.array([True, False]))
+    assert len(fewer.outside) == 1 and np.array_equal(fewer.centre, references.centre)
+
+
+def test_no_reference_questions_give_zero_cosines() -> None:
+    empty = np.zeros((0, 3), dtype=np.float32)
+    assert ReferenceQuestions.of(empty, empty).nearest(np.array([1.0, 0.0, 0.0])) == (0.0, 0.0)
