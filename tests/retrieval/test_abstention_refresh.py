@@ -10,8 +10,8 @@ import pytest
 
 from bot.settings import Settings
 from knowledge.abstention import FORMAT_VERSION, MODEL_FILE
-from knowledge.cli import ensure_abstention_model
 from knowledge.index import KnowledgeStore
+from knowledge.refresh import ensure_abstention_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QUERIES = FIXTURES / "queries.yml"

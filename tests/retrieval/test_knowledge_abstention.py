@@ -169,7 +169,7 @@ def test_the_shipped_reference_questions_are_no_copies_of_evaluation_queries(
 ) -> None:
     # The held-out abstention figures mean something only if the reference questions are not
     # near copies of the queries they are measured on.
-    from knowledge.cli import DEFAULT_QUERIES, DEFAULT_REFERENCES
+    from knowledge.refresh import DEFAULT_QUERIES, DEFAULT_REFERENCES
 
     written = DEFAULT_REFERENCES[-1]
     inside, outside = load_reference_questions([written])
