@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 from scipy import sparse
 
-from knowledge.encoders import Encoder
+from knowledge.encoders import Encoder, unit_length
 
 MODEL_FILE = "abstention.json"
 #: 2: C chosen per fit among C_CANDIDATES; 3: reference cosines from the references' centre
@@ -176,11 +176,6 @@ def load_reference_questions(paths: Sequence[Path]) -> tuple[list[str], list[str
     return inside, outside
 
 
-def _unit_rows(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
 @dataclass(frozen=True)
 class ReferenceQuestions:
     """Reference question vectors as the nearest-neighbour features compare them.
@@ -202,8 +197,8 @@ class ReferenceQuestions:
         both = np.vstack([inside, outside])
         centre = both.mean(axis=0) if len(both) else np.zeros(both.shape[-1])
         return cls(
-            inside=_unit_rows(inside - centre),
-            outside=_unit_rows(outside - centre),
+            inside=unit_length(inside - centre),
+            outside=unit_length(outside - centre),
             centre=np.asarray(centre, dtype=np.float32),
         )
 
@@ -214,7 +209,7 @@ class ReferenceQuestions:
     def nearest(self, query_vec: np.ndarray[Any, Any]) -> tuple[float, float]:
         """(best cosine to an in-domain reference, to an out-of-domain one); 0 for an empty
         side."""
-        q = _unit_rows(query_vec - self.centre)
+        q = unit_length(query_vec - self.centre)
         inside = float(np.max(self.inside @ q)) if len(self.inside) else 0.0
         outside = float(np.max(self.outside @ q)) if len(self.outside) else 0.0
         return inside, outside

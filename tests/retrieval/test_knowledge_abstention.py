@@ -340,3 +340,23 @@ def test_reference_cosines_are_measured_from_the_references_centre() -> None:
 def test_no_reference_questions_give_zero_cosines() -> None:
     empty = np.zeros((0, 3), dtype=np.float32)
     assert ReferenceQuestions.of(empty, empty).nearest(np.array([1.0, 0.0, 0.0])) == (0.0, 0.0)
+
+
+def test_a_stored_model_scores_a_question_with_the_features_it_was_fitted_on(
+    retriever: Retriever, tmp_path: Path
+) -> None:
+    queries = load_queries(QUERIES)
+    signals = [
+        retriever.search_with_signals(q.query, k=1, language=q.language, audience=q.audience)[1]
+        for q in queries
+    ]
+    evaluator = Evaluator(retriever, references=[NLU], repeats=1)
+    model, fitted_on, _ = evaluator._fit(signals, np.array([q.answerable for q in queries]), 5)
+    model.save(tmp_path)
+
+    served = AbstentionModel.load(tmp_path, retriever.encoder)
+
+    # No skew between fitting and serving: same reference cosines, same centre, same rest.
+    assert served is not None
+    served_features = np.vstack([served.features(s) for s in signals])
+    np.testing.assert_allclose(served_features, fitted_on, atol=1e-5)
