@@ -23,9 +23,10 @@ combines signals that each see a different side of the question:
 The scorer is a standardised logistic regression (plain numbers, stored as JSON beside the
 index, tied to the encoder that produced the vectors); its decision threshold is chosen on
 out-of-fold probabilities so that it keeps the wanted answer rate on questions it has not seen.
-Besides the evaluation queries it is fitted on "examples": the near-domain questions the
-knowledge base does not answer, as rows labelled unanswerable. They are never scored, so every
-held-out figure is still measured on evaluation queries alone.
+Besides the evaluation queries it is fitted on "examples" (:class:`ExampleRows`), questions
+written apart from the evaluation set: near-domain questions the knowledge base does not answer
+(unanswerable rows) and questions it does answer (answerable rows). They are never scored, so
+every held-out figure is still measured on evaluation queries alone.
 """
 
 from __future__ import annotations
@@ -428,23 +429,69 @@ class HeldOutMetrics:
     answer_precision: float
 
 
+@dataclass(frozen=True)
+class ExampleRows:
+    """Feature rows of questions written apart from the evaluation set, with their labels.
+
+    They join every fit, on the training side of every split, and are never scored.
+    ``unanswerable[i]`` is the label of ``x[i]``.
+    """
+
+    x: np.ndarray[Any, Any]
+    unanswerable: np.ndarray[Any, Any]
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or len(self.x) != len(self.unanswerable):
+            raise ValueError("ExampleRows: one label per feature row")
+
+    @classmethod
+    def of(
+        cls,
+        unanswerable: np.ndarray[Any, Any] | None = None,
+        answerable: np.ndarray[Any, Any] | None = None,
+    ) -> ExampleRows | None:
+        """Rows of unanswerable and of answerable questions together; None if there are none."""
+        parts = [
+            (rows, label)
+            for rows, label in ((unanswerable, True), (answerable, False))
+            if rows is not None and len(rows)
+        ]
+        if not parts:
+            return None
+        return cls(
+            x=np.vstack([rows for rows, _ in parts]),
+            unanswerable=np.concatenate([np.full(len(rows), label) for rows, label in parts]),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """How many rows of each label, for a model's metadata."""
+        unanswerable = int(self.unanswerable.sum())
+        return {
+            "unanswerable_examples": unanswerable,
+            "answerable_examples": len(self.unanswerable) - unanswerable,
+        }
+
+
+_NO_EXAMPLES = {"unanswerable_examples": 0, "answerable_examples": 0}
+
+
 def _with_examples(
-    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], examples: np.ndarray[Any, Any] | None
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], examples: ExampleRows | None
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """``x``/``y`` plus the example rows, labelled unanswerable."""
-    if examples is None or not len(examples):
+    """``x``/``y`` plus the example rows and their labels."""
+    if examples is None:
         return x, y
-    return np.vstack([x, examples]), np.concatenate([y, np.ones(len(examples), dtype=bool)])
+    return np.vstack([x, examples.x]), np.concatenate([y, examples.unanswerable.astype(bool)])
 
 
 def _fit_logistic(
     x: np.ndarray[Any, Any],
     y: np.ndarray[Any, Any],
     c: float,
-    examples: np.ndarray[Any, Any] | None = None,
+    examples: ExampleRows | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], float]:
     """(mean, scale, coef, intercept) of a class-balanced standardised logistic regression
-    on ``x``/``y`` and the ``examples`` rows (unanswerable)."""
+    on ``x``/``y`` and the ``examples`` rows."""
     from sklearn.linear_model import LogisticRegression
 
     x, y = _with_examples(x, y, examples)
@@ -476,7 +523,7 @@ def out_of_fold_probabilities(
     c: float,
     folds: int,
     seed: int,
-    examples: np.ndarray[Any, Any] | None = None,
+    examples: ExampleRows | None = None,
 ) -> np.ndarray[Any, Any]:
     """P(unanswerable) of every query from a model fitted without its fold (the ``examples``
     rows are in every fit)."""
@@ -532,7 +579,7 @@ def choose_c(
     folds: int = 5,
     seed: int = 0,
     min_answer_rate: float = 0.9,
-    examples: np.ndarray[Any, Any] | None = None,
+    examples: ExampleRows | None = None,
 ) -> float:
     """The candidate C whose out-of-fold probabilities abstain on most unanswerable queries
     while answering ``min_answer_rate`` of the answerable ones (ties: the stronger one)."""
@@ -555,7 +602,7 @@ def cross_validate(
     folds: int = 5,
     repeats: int = 5,
     min_answer_rate: float = 0.9,
-    examples: np.ndarray[Any, Any] | None = None,
+    examples: ExampleRows | None = None,
 ) -> HeldOutMetrics | None:
     """Held-out abstention quality, nested: C (unless given) and the threshold are chosen
     inside each training split, as :func:`fit_model` chooses them on all queries. The
@@ -616,10 +663,10 @@ def fit_model(
     folds: int = 5,
     min_answer_rate: float = 0.9,
     metadata: dict[str, Any] | None = None,
-    examples: np.ndarray[Any, Any] | None = None,
+    examples: ExampleRows | None = None,
 ) -> AbstentionModel:
     """The model shipped: C (unless given) chosen by cross-validation, weights fitted on all
-    queries and the ``examples`` rows (questions known to be unanswerable, see
+    queries and the ``examples`` rows (labelled questions written apart from them, see
     :func:`cross_validate`), threshold chosen on the queries' out-of-fold probabilities
     (in-sample probabilities are over-confident)."""
     y = unanswerable.astype(bool)
@@ -642,7 +689,7 @@ def fit_model(
         metadata={
             "C": c,
             "min_answer_rate": min_answer_rate,
-            "unanswerable_examples": 0 if examples is None else len(examples),
+            **(examples.counts() if examples is not None else _NO_EXAMPLES),
             **(metadata or {}),
         },
     )

@@ -14,6 +14,7 @@ from knowledge.articles import Audience, Language
 from knowledge.importer import FaqImporter
 from knowledge.index import EncoderMismatchError, IndexNotBuiltError, KnowledgeStore
 from knowledge.refresh import (
+    DEFAULT_ANSWERABLE,
     DEFAULT_EXAMPLES,
     DEFAULT_QUERIES,
     DEFAULT_REFERENCES,
@@ -199,6 +200,14 @@ def eval_(
             "answer: the abstention model is also fitted on them.",
         ),
     ] = None,
+    answerable: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--answerable",
+            help="Query files (the --queries format) of questions the knowledge base answers: "
+            "the abstention model is also fitted on those whose article is served.",
+        ),
+    ] = None,
 ) -> None:
     """Recall@1/3, MRR@10 for dense, lexical and hybrid retrieval; abstention quality."""
     from knowledge.evaluation import Evaluator, format_report, load_queries
@@ -207,10 +216,12 @@ def eval_(
     retriever = _retriever(settings)
     references = references or list(DEFAULT_REFERENCES)
     examples = list(DEFAULT_EXAMPLES) if examples is None else examples
+    answerable = list(DEFAULT_ANSWERABLE) if answerable is None else answerable
     evaluator = Evaluator(
         retriever,
         references=references,
         examples=examples,
+        answerable=answerable,
         detect_language=example_language(settings),
     )
     report = evaluator.run(load_queries(queries))
@@ -233,7 +244,14 @@ def eval_(
         # operator's own queries, only the operator does.
         bundled = queries.resolve() == DEFAULT_QUERIES.resolve()
         written = save_abstention_model(
-            settings, retriever, model, queries, references, examples, refit_when_stale=bundled
+            settings,
+            retriever,
+            model,
+            queries,
+            references,
+            examples,
+            answerable=answerable,
+            refit_when_stale=bundled,
         )
         print(
             f"abstention model (threshold {model.threshold:.4f}) written to {written}",

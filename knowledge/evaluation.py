@@ -63,15 +63,19 @@ def abstention_inputs(
     queries: Path,
     references: Sequence[Path],
     examples: Sequence[Path] = (),
+    answerable: Sequence[Path] = (),
 ) -> str:
     """Digest of what an abstention model is fitted from: the chunks being served, the
-    evaluation queries, the reference questions and the unanswerable examples. A model with
-    another digest is stale."""
+    evaluation queries, the reference questions and the unanswerable and answerable examples.
+    A model with another digest is stale."""
     digest = hashlib.sha256(retriever.content_digest.encode())
+    # The markers also tell a model fitted before a kind of example existed from one fitted
+    # with it.
     if examples:
-        # Also tells a model fitted before examples existed from one fitted with them.
         digest.update(b"examples")
-    for path in (queries, *references, *examples):
+    if answerable:
+        digest.update(b"answerable")
+    for path in (queries, *references, *examples, *answerable):
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()
@@ -222,6 +226,7 @@ class Evaluator:
         repeats: int = 5,
         min_answer_rate: float = 0.9,
         examples: Sequence[Path] = (),
+        answerable: Sequence[Path] = (),
         detect_language: Callable[[str], Language] | None = None,
     ) -> None:
         """
@@ -231,6 +236,9 @@ class Evaluator:
             examples: Rasa NLU files whose ``out_of_scope`` examples are questions the
                 knowledge base does not answer, written independently of the evaluation
                 set; they join every fit as unanswerable rows and are never scored.
+            answerable: query files (the evaluation format) of questions the knowledge base
+                answers, written independently of the evaluation set; those with a served
+                ``relevant`` article join every fit as answerable rows and are never scored.
             detect_language: the language an example is asked in (default: ``nl``), as the
                 bot detects a customer's.
             competitors: other providers' names (default: ``knowledge/competitors.txt``).
@@ -247,6 +255,7 @@ class Evaluator:
         self.repeats = repeats
         self.min_answer_rate = min_answer_rate
         self.examples = tuple(examples)
+        self.answerable = tuple(answerable)
         self.detect_language = detect_language
         #: The abstention model fitted on all queries by the last :meth:`run` (None if the
         #: queries have no unanswerable or no answerable ones).
@@ -326,7 +335,7 @@ class Evaluator:
 
     def _fit(
         self, signals: Sequence[abst.Signals], answerable: np.ndarray, folds: int
-    ) -> tuple[abst.AbstentionModel, np.ndarray, np.ndarray | None]:
+    ) -> tuple[abst.AbstentionModel, np.ndarray, abst.ExampleRows | None]:
         """Abstention model on all queries, the queries' feature matrix and the examples'."""
         encoder = self.retriever.encoder
         inside, outside = abst.load_reference_questions(self.references)
@@ -335,7 +344,10 @@ class Evaluator:
         references = abst.ReferenceQuestions.of(in_refs, out_refs)
         pattern = abst._competitor_pattern(self.competitors)
         features = np.vstack([abst.extract_features(s, references, pattern) for s in signals])
-        examples = self._example_features(references, outside, pattern)
+        examples = abst.ExampleRows.of(
+            unanswerable=self._example_features(references, outside, pattern),
+            answerable=self._answerable_features(references, pattern),
+        )
         model = abst.fit_model(
             features,
             ~answerable,
@@ -378,6 +390,25 @@ class Evaluator:
             )
             others = np.array([text != question for text in outside], dtype=bool)
             rows.append(abst.extract_features(signals, references.without_outside(others), pattern))
+        return np.vstack(rows)
+
+    def _answerable_features(
+        self, references: abst.ReferenceQuestions, pattern: re.Pattern[str] | None
+    ) -> np.ndarray | None:
+        """Feature rows of the answerable examples whose article is served, each retrieved as
+        asked (language, audience); on another knowledge base the rest would be mislabelled."""
+        served = self.retriever.families
+        questions = [
+            q for path in self.answerable for q in load_queries(path) if set(q.relevant) & served
+        ]
+        if not questions:
+            return None
+        rows = []
+        for q in questions:
+            _, signals = self.retriever.search_with_signals(
+                q.query, k=1, language=q.language, audience=q.audience
+            )
+            rows.append(abst.extract_features(signals, references, pattern))
         return np.vstack(rows)
 
     @staticmethod

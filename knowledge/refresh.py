@@ -32,6 +32,9 @@ DEFAULT_REFERENCES = (
 #: Questions the knowledge base does not answer that the abstention model is also fitted on,
 #: as unanswerable rows (written independently of the evaluation queries).
 DEFAULT_EXAMPLES = (PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml",)
+#: Questions the knowledge base answers that the abstention model is also fitted on, as
+#: answerable rows (evaluation-query format, written independently of the evaluation queries).
+DEFAULT_ANSWERABLE = (PROJECT_ROOT / "knowledge" / "reference" / "answerable.yml",)
 
 
 class NoArticlesError(ValueError):
@@ -120,6 +123,7 @@ def save_abstention_model(
     references: Sequence[Path],
     examples: Sequence[Path],
     *,
+    answerable: Sequence[Path],
     refit_when_stale: bool,
 ) -> Path:
     """Store ``model`` with what it was fitted on, so that :func:`ensure_abstention_model`
@@ -128,7 +132,9 @@ def save_abstention_model(
     from knowledge.evaluation import abstention_inputs
 
     model.metadata["queries_file"] = str(queries)
-    model.metadata["inputs"] = abstention_inputs(retriever, queries, references, examples)
+    model.metadata["inputs"] = abstention_inputs(
+        retriever, queries, references, examples, answerable
+    )
     model.metadata["refit_when_stale"] = refit_when_stale
     return model.save(KnowledgeStore(settings.knowledge_dir).root)
 
@@ -138,10 +144,12 @@ def ensure_abstention_model(
     queries: Path = DEFAULT_QUERIES,
     references: Sequence[Path] = DEFAULT_REFERENCES,
     examples: Sequence[Path] = DEFAULT_EXAMPLES,
+    answerable: Sequence[Path] = DEFAULT_ANSWERABLE,
 ) -> str:
     """Fit the abstention model on ``queries`` when there is none or it is stale.
 
-    Stale: the articles served, the queries or the reference questions changed since the fit.
+    Stale: the articles served, the queries, the reference questions or the examples changed
+    since the fit.
     A model calibrated by hand on other queries (``eval --calibrate --queries FILE``) is left
     alone, and so is a configured threshold, which overrides any model. Returns what was done,
     for the console.
@@ -155,7 +163,7 @@ def ensure_abstention_model(
     if current is not None and not current.metadata.get("refit_when_stale"):
         return f"Abstention model calibrated on {current.metadata.get('queries_file')}: kept"
     if current is not None and current.metadata.get("inputs") == abstention_inputs(
-        retriever, queries, references, examples
+        retriever, queries, references, examples, answerable
     ):
         return "Abstention model is up to date"
     loaded = load_queries(queries)
@@ -175,6 +183,7 @@ def ensure_abstention_model(
         references=references,
         repeats=1,
         examples=examples,
+        answerable=answerable,
         detect_language=example_language(settings),
     )
     evaluator.run(loaded)
@@ -182,6 +191,13 @@ def ensure_abstention_model(
     if model is None:
         return f"No abstention model: {queries} needs answerable and unanswerable queries"
     save_abstention_model(
-        settings, retriever, model, queries, references, examples, refit_when_stale=True
+        settings,
+        retriever,
+        model,
+        queries,
+        references,
+        examples,
+        answerable=answerable,
+        refit_when_stale=True,
     )
     return f"Abstention model fitted on {len(loaded)} queries (threshold {model.threshold:.3f})"

@@ -69,6 +69,30 @@ def test_a_model_fitted_without_the_examples_is_fitted_again_with_them(
     assert _stored(settings)["metadata"]["unanswerable_examples"] == 6  # type: ignore[index]
 
 
+def test_a_model_is_fitted_again_when_answerable_examples_are_added(
+    settings: Settings, references: Path, tmp_path: Path
+) -> None:
+    answerable = tmp_path / "answerable.yml"
+    answerable.write_text(
+        "- {query: 'ik wil eraf', language: nl, relevant: [cancel-subscription]}\n",
+        "utf-8",
+    )
+    ensure_abstention_model(settings, QUERIES, [references], [references], answerable=())
+    without = _stored(settings)
+
+    message = ensure_abstention_model(
+        settings, QUERIES, [references], [references], answerable=[answerable]
+    )
+    again = ensure_abstention_model(
+        settings, QUERIES, [references], [references], answerable=[answerable]
+    )
+
+    assert without["metadata"]["answerable_examples"] == 0  # type: ignore[index]
+    assert message.startswith("Abstention model fitted on 10 queries")
+    assert _stored(settings)["metadata"]["answerable_examples"] == 1  # type: ignore[index]
+    assert again == "Abstention model is up to date"
+
+
 def test_a_model_of_an_older_format_is_fitted_again(settings: Settings, references: Path) -> None:
     ensure_abstention_model(settings, QUERIES, [references], [references])
     old = _stored(settings)

