@@ -19,8 +19,9 @@ from knowledge.refresh import (
     DEFAULT_QUERIES,
     DEFAULT_REFERENCES,
     NoArticlesError,
+    TrainingFiles,
     build_index,
-    example_language,
+    make_evaluator,
     save_abstention_model,
 )
 from knowledge.retriever import Retriever, write_calibration
@@ -210,20 +211,17 @@ def eval_(
     ] = None,
 ) -> None:
     """Recall@1/3, MRR@10 for dense, lexical and hybrid retrieval; abstention quality."""
-    from knowledge.evaluation import Evaluator, format_report, load_queries
+    from knowledge.evaluation import format_report, load_queries
 
     settings = get_settings()
     retriever = _retriever(settings)
-    references = references or list(DEFAULT_REFERENCES)
-    examples = list(DEFAULT_EXAMPLES) if examples is None else examples
-    answerable = list(DEFAULT_ANSWERABLE) if answerable is None else answerable
-    evaluator = Evaluator(
-        retriever,
-        references=references,
-        examples=examples,
-        answerable=answerable,
-        detect_language=example_language(settings),
+    files = TrainingFiles(
+        queries,
+        references=tuple(references or DEFAULT_REFERENCES),
+        examples=DEFAULT_EXAMPLES if examples is None else tuple(examples),
+        answerable=DEFAULT_ANSWERABLE if answerable is None else tuple(answerable),
     )
+    evaluator = make_evaluator(settings, retriever, files)
     report = evaluator.run(load_queries(queries))
     if calibrate and report.calibrated is not None:
         path = write_calibration(
@@ -243,16 +241,7 @@ def eval_(
         # Calibrated on the bundled queries, ``belofte run`` keeps it current; on an
         # operator's own queries, only the operator does.
         bundled = queries.resolve() == DEFAULT_QUERIES.resolve()
-        written = save_abstention_model(
-            settings,
-            retriever,
-            model,
-            queries,
-            references,
-            examples,
-            answerable=answerable,
-            refit_when_stale=bundled,
-        )
+        written = save_abstention_model(settings, retriever, model, files, refit_when_stale=bundled)
         print(
             f"abstention model (threshold {model.threshold:.4f}) written to {written}",
             file=sys.stderr,

@@ -12,7 +12,6 @@ family among the first k (one relevant family suffices).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,29 +55,6 @@ class EvalQuery(BaseModel):
     def answerable(self) -> bool:
         """Does some article answer it?"""
         return bool(self.relevant)
-
-
-def abstention_inputs(
-    retriever: Retriever,
-    queries: Path,
-    references: Sequence[Path],
-    examples: Sequence[Path] = (),
-    answerable: Sequence[Path] = (),
-) -> str:
-    """Digest of what an abstention model is fitted from: the chunks being served, the
-    evaluation queries, the reference questions and the unanswerable and answerable examples.
-    A model with another digest is stale."""
-    digest = hashlib.sha256(retriever.content_digest.encode())
-    # The markers also tell a model fitted before a kind of example existed from one fitted
-    # with it.
-    if examples:
-        digest.update(b"examples")
-    if answerable:
-        digest.update(b"answerable")
-    for path in (queries, *references, *examples, *answerable):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"")
-    return digest.hexdigest()
 
 
 def load_queries(path: Path) -> list[EvalQuery]:

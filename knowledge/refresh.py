@@ -2,16 +2,18 @@
 
 What ``belofte run`` does before it serves, and what ``belofte knowledge index`` and
 ``belofte knowledge eval --calibrate`` share: build a new index generation when articles
-changed (:func:`build_index`), and fit the abstention model again when the articles served, the
-evaluation queries or the reference questions changed since its fit
+changed (:func:`build_index`), and fit the abstention model again when the articles served or
+the files it is fitted from (:class:`TrainingFiles`) changed since its fit
 (:func:`ensure_abstention_model`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import PROJECT_ROOT, Settings
 from knowledge.abstention import AbstentionModel
@@ -19,6 +21,9 @@ from knowledge.articles import ArticleError, Language, chunk_articles, load_arti
 from knowledge.encoders import make_encoder
 from knowledge.index import BuildReport, IndexBuilder, IndexConfig, KnowledgeStore
 from knowledge.retriever import Retriever
+
+if TYPE_CHECKING:
+    from knowledge.evaluation import Evaluator
 
 DEFAULT_QUERIES = PROJECT_ROOT / "knowledge" / "eval" / "queries.yml"
 #: Reference questions of the abstention model, written independently of the evaluation
@@ -35,6 +40,44 @@ DEFAULT_EXAMPLES = (PROJECT_ROOT / "knowledge" / "reference" / "out_of_scope.yml
 #: Questions the knowledge base answers that the abstention model is also fitted on, as
 #: answerable rows (evaluation-query format, written independently of the evaluation queries).
 DEFAULT_ANSWERABLE = (PROJECT_ROOT / "knowledge" / "reference" / "answerable.yml",)
+
+
+@dataclass(frozen=True)
+class TrainingFiles:
+    """The files an abstention model is fitted from, besides the articles served.
+
+    Args:
+        queries: the evaluation queries (``knowledge/eval/queries.yml`` format), the only
+            questions scored.
+        references: Rasa NLU files of reference questions (in-domain intents vs
+            ``out_of_scope``).
+        examples: Rasa NLU files whose ``out_of_scope`` questions are unanswerable rows.
+        answerable: query files of questions the knowledge base answers: answerable rows.
+    """
+
+    queries: Path
+    references: tuple[Path, ...] = ()
+    examples: tuple[Path, ...] = ()
+    answerable: tuple[Path, ...] = ()
+
+    def digest(self, retriever: Retriever) -> str:
+        """Digest of the chunks being served and of these files: a model fitted from another
+        digest is stale."""
+        digest = hashlib.sha256(retriever.content_digest.encode())
+        # The markers also tell a model fitted before a kind of example existed from one
+        # fitted with it.
+        if self.examples:
+            digest.update(b"examples")
+        if self.answerable:
+            digest.update(b"answerable")
+        for path in (self.queries, *self.references, *self.examples, *self.answerable):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes() if path.is_file() else b"")
+        return digest.hexdigest()
+
+
+#: What ``belofte run`` fits the abstention model from.
+BUNDLED = TrainingFiles(DEFAULT_QUERIES, DEFAULT_REFERENCES, DEFAULT_EXAMPLES, DEFAULT_ANSWERABLE)
 
 
 class NoArticlesError(ValueError):
@@ -115,46 +158,49 @@ def example_language(settings: Settings) -> Callable[[str], Language]:
     return lambda text: identifier.predict(text) or settings.default_language
 
 
+def make_evaluator(
+    settings: Settings, retriever: Retriever, files: TrainingFiles, *, repeats: int = 5
+) -> Evaluator:
+    """An evaluator that fits the abstention model from ``files`` (``repeats``: shuffles of
+    the held-out estimate)."""
+    from knowledge.evaluation import Evaluator
+
+    return Evaluator(
+        retriever,
+        references=files.references,
+        examples=files.examples,
+        answerable=files.answerable,
+        repeats=repeats,
+        detect_language=example_language(settings),
+    )
+
+
 def save_abstention_model(
     settings: Settings,
     retriever: Retriever,
     model: AbstentionModel,
-    queries: Path,
-    references: Sequence[Path],
-    examples: Sequence[Path],
+    files: TrainingFiles,
     *,
-    answerable: Sequence[Path],
     refit_when_stale: bool,
 ) -> Path:
     """Store ``model`` with what it was fitted on, so that :func:`ensure_abstention_model`
     can tell when it is stale; ``refit_when_stale`` False keeps it whatever changes (a model
     an operator calibrated on their own queries). Returns the file written."""
-    from knowledge.evaluation import abstention_inputs
-
-    model.metadata["queries_file"] = str(queries)
-    model.metadata["inputs"] = abstention_inputs(
-        retriever, queries, references, examples, answerable
-    )
+    model.metadata["queries_file"] = str(files.queries)
+    model.metadata["inputs"] = files.digest(retriever)
     model.metadata["refit_when_stale"] = refit_when_stale
     return model.save(KnowledgeStore(settings.knowledge_dir).root)
 
 
-def ensure_abstention_model(
-    settings: Settings,
-    queries: Path = DEFAULT_QUERIES,
-    references: Sequence[Path] = DEFAULT_REFERENCES,
-    examples: Sequence[Path] = DEFAULT_EXAMPLES,
-    answerable: Sequence[Path] = DEFAULT_ANSWERABLE,
-) -> str:
-    """Fit the abstention model on ``queries`` when there is none or it is stale.
+def ensure_abstention_model(settings: Settings, files: TrainingFiles = BUNDLED) -> str:
+    """Fit the abstention model on ``files`` when there is none or it is stale.
 
-    Stale: the articles served, the queries, the reference questions or the examples changed
-    since the fit.
+    Stale: the articles served or any of the files changed since the fit.
     A model calibrated by hand on other queries (``eval --calibrate --queries FILE``) is left
     alone, and so is a configured threshold, which overrides any model. Returns what was done,
     for the console.
     """
-    from knowledge.evaluation import Evaluator, abstention_inputs, load_queries
+    from knowledge.evaluation import load_queries
 
     if settings.knowledge_abstain_threshold is not None:
         return "Abstention threshold configured: no abstention model needed"
@@ -162,42 +208,25 @@ def ensure_abstention_model(
     current = retriever.abstention
     if current is not None and not current.metadata.get("refit_when_stale"):
         return f"Abstention model calibrated on {current.metadata.get('queries_file')}: kept"
-    if current is not None and current.metadata.get("inputs") == abstention_inputs(
-        retriever, queries, references, examples, answerable
-    ):
+    if current is not None and current.metadata.get("inputs") == files.digest(retriever):
         return "Abstention model is up to date"
-    loaded = load_queries(queries)
+    loaded = load_queries(files.queries)
     missing = {family for query in loaded for family in query.relevant} - retriever.families
     if missing:
         # The bundled queries describe the demo articles; on another knowledge base they
         # would teach the model nonsense.
         return (
-            f"No abstention model: {len(missing)} article families named in {queries} are not "
+            f"No abstention model: {len(missing)} article families named in {files.queries} "
+            "are not "
             "in this knowledge base. Write queries for yours and run "
             "`belofte knowledge eval --calibrate --queries FILE`; until then the retriever "
             "abstains below a dense-similarity threshold."
         )
     # One shuffle of the held-out estimate is enough here: only the fitted model is kept.
-    evaluator = Evaluator(
-        retriever,
-        references=references,
-        repeats=1,
-        examples=examples,
-        answerable=answerable,
-        detect_language=example_language(settings),
-    )
+    evaluator = make_evaluator(settings, retriever, files, repeats=1)
     evaluator.run(loaded)
     model = evaluator.fitted_model
     if model is None:
-        return f"No abstention model: {queries} needs answerable and unanswerable queries"
-    save_abstention_model(
-        settings,
-        retriever,
-        model,
-        queries,
-        references,
-        examples,
-        answerable=answerable,
-        refit_when_stale=True,
-    )
+        return f"No abstention model: {files.queries} needs answerable and unanswerable queries"
+    save_abstention_model(settings, retriever, model, files, refit_when_stale=True)
     return f"Abstention model fitted on {len(loaded)} queries (threshold {model.threshold:.3f})"

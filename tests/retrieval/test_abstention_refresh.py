@@ -11,7 +11,7 @@ import pytest
 from bot.settings import Settings
 from knowledge.abstention import FORMAT_VERSION, MODEL_FILE
 from knowledge.index import KnowledgeStore
-from knowledge.refresh import ensure_abstention_model
+from knowledge.refresh import TrainingFiles, ensure_abstention_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QUERIES = FIXTURES / "queries.yml"
@@ -34,6 +34,11 @@ def references(tmp_path: Path) -> Path:
     return path
 
 
+def _files(references: Path) -> TrainingFiles:
+    """The fixture queries, with ``references`` as reference questions and examples."""
+    return TrainingFiles(QUERIES, (references,), (references,))
+
+
 def _stored(settings: Settings) -> dict[str, object]:
     data: dict[str, object] = json.loads((settings.knowledge_dir / MODEL_FILE).read_text())
     return data
@@ -42,13 +47,13 @@ def _stored(settings: Settings) -> dict[str, object]:
 def test_the_model_is_fitted_once_and_again_when_its_inputs_change(
     settings: Settings, references: Path
 ) -> None:
-    first = ensure_abstention_model(settings, QUERIES, [references], [references])
+    first = ensure_abstention_model(settings, _files(references))
     fitted = _stored(settings)
-    again = ensure_abstention_model(settings, QUERIES, [references], [references])
+    again = ensure_abstention_model(settings, _files(references))
     unchanged = _stored(settings)
     with references.open("a") as extra:
         extra.write("      - wie wint de tour de france dit jaar\n")
-    after_edit = ensure_abstention_model(settings, QUERIES, [references], [references])
+    after_edit = ensure_abstention_model(settings, _files(references))
 
     assert first.startswith("Abstention model fitted on 10 queries")
     assert again == "Abstention model is up to date" and unchanged == fitted
@@ -59,10 +64,10 @@ def test_the_model_is_fitted_once_and_again_when_its_inputs_change(
 def test_a_model_fitted_without_the_examples_is_fitted_again_with_them(
     settings: Settings, references: Path
 ) -> None:
-    ensure_abstention_model(settings, QUERIES, [references], examples=())
+    ensure_abstention_model(settings, TrainingFiles(QUERIES, (references,)))
     without = _stored(settings)
 
-    message = ensure_abstention_model(settings, QUERIES, [references], examples=[references])
+    message = ensure_abstention_model(settings, _files(references))
 
     assert without["metadata"]["unanswerable_examples"] == 0  # type: ignore[index]
     assert message.startswith("Abstention model fitted on 10 queries")
@@ -77,15 +82,12 @@ def test_a_model_is_fitted_again_when_answerable_examples_are_added(
         "- {query: 'ik wil eraf', language: nl, relevant: [cancel-subscription]}\n",
         "utf-8",
     )
-    ensure_abstention_model(settings, QUERIES, [references], [references], answerable=())
+    ensure_abstention_model(settings, _files(references))
     without = _stored(settings)
 
-    message = ensure_abstention_model(
-        settings, QUERIES, [references], [references], answerable=[answerable]
-    )
-    again = ensure_abstention_model(
-        settings, QUERIES, [references], [references], answerable=[answerable]
-    )
+    with_answerable = TrainingFiles(QUERIES, (references,), (references,), (answerable,))
+    message = ensure_abstention_model(settings, with_answerable)
+    again = ensure_abstention_model(settings, with_answerable)
 
     assert without["metadata"]["answerable_examples"] == 0  # type: ignore[index]
     assert message.startswith("Abstention model fitted on 10 queries")
@@ -94,25 +96,25 @@ def test_a_model_is_fitted_again_when_answerable_examples_are_added(
 
 
 def test_a_model_of_an_older_format_is_fitted_again(settings: Settings, references: Path) -> None:
-    ensure_abstention_model(settings, QUERIES, [references], [references])
+    ensure_abstention_model(settings, _files(references))
     old = _stored(settings)
     (settings.knowledge_dir / MODEL_FILE).write_text(json.dumps({**old, "format": 1}))
 
-    message = ensure_abstention_model(settings, QUERIES, [references], [references])
+    message = ensure_abstention_model(settings, _files(references))
 
     assert message.startswith("Abstention model fitted on 10 queries")
     assert _stored(settings)["format"] == FORMAT_VERSION
 
 
 def test_a_model_calibrated_on_other_queries_is_kept(settings: Settings, references: Path) -> None:
-    ensure_abstention_model(settings, QUERIES, [references], [references])
+    ensure_abstention_model(settings, _files(references))
     path = settings.knowledge_dir / MODEL_FILE
     data = _stored(settings)
     data["metadata"] = {**data["metadata"], "refit_when_stale": False}  # type: ignore[dict-item]
     path.write_text(json.dumps(data))
     references.write_text(references.read_text() + "      - hoe laat is het\n")
 
-    message = ensure_abstention_model(settings, QUERIES, [references], [references])
+    message = ensure_abstention_model(settings, _files(references))
 
     assert message.endswith(": kept") and _stored(settings) == data
 
@@ -126,7 +128,9 @@ def test_queries_about_other_articles_fit_no_model(
         + '- {query: "Hoe installeer ik de app?", language: nl, relevant: [app-install]}\n'
     )
 
-    message = ensure_abstention_model(settings, queries, [references], [references])
+    message = ensure_abstention_model(
+        settings, TrainingFiles(queries, (references,), (references,))
+    )
 
     assert message.startswith("No abstention model: 1 article families")
     assert "belofte knowledge eval --calibrate --queries FILE" in message
@@ -136,7 +140,7 @@ def test_queries_about_other_articles_fit_no_model(
 def test_a_configured_threshold_needs_no_model(settings: Settings, references: Path) -> None:
     configured = settings.model_copy(update={"knowledge_abstain_threshold": 0.8})
 
-    message = ensure_abstention_model(configured, QUERIES, [references], [references])
+    message = ensure_abstention_model(configured, _files(references))
 
     assert message.startswith("Abstention threshold configured")
     assert not (settings.knowledge_dir / MODEL_FILE).exists()
