@@ -159,18 +159,18 @@ def example_language(settings: Settings) -> Callable[[str], Language]:
 
 
 def make_evaluator(
-    settings: Settings, retriever: Retriever, files: TrainingFiles, *, repeats: int = 5
+    settings: Settings, retriever: Retriever, files: TrainingFiles, *, repeats: int | None = None
 ) -> Evaluator:
     """An evaluator that fits the abstention model from ``files`` (``repeats``: shuffles of
-    the held-out estimate)."""
-    from knowledge.evaluation import Evaluator
+    the held-out estimate; default :data:`knowledge.evaluation.HELD_OUT_REPEATS`)."""
+    from knowledge.evaluation import HELD_OUT_REPEATS, Evaluator
 
     return Evaluator(
         retriever,
         references=files.references,
         examples=files.examples,
         answerable=files.answerable,
-        repeats=repeats,
+        repeats=HELD_OUT_REPEATS if repeats is None else repeats,
         detect_language=example_language(settings),
     )
 
